@@ -1,0 +1,192 @@
+"""Hardware Spec types and their YAML loader (the bottom layer: targets, the
+simulator and the explorer all read Specs).
+
+A Spec is a tree of frozen dataclasses. Every field is declared once with its
+unit in its name, a default, allowed values or a minimum, and a reason. Loading
+validates everything: unknown keys, wrong types, out-of-range values each raise
+SpecError naming the file, the field path and what is allowed. The `sweep:` and
+`workloads:` sections are kept as raw data for the explorer (dse) to expand.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from compiler.errors import SpecError
+
+DATAFLOWS = ("weight_stationary", "output_stationary", "input_stationary")
+# fp32 is the datapath built today; the integer and low-precision types are
+# declared so specs written now stay valid when those datapaths land.
+DATATYPES = ("fp32", "fp16", "bf16", "int8", "uint8", "int16", "int32")
+IMPLEMENTED_DATATYPES = ("fp32",)
+
+
+def _f(default, doc: str, *, minimum=None, choices=None):
+    return field(default=default, metadata={"doc": doc, "min": minimum, "choices": choices})
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    rows: int = _f(32, "processing-element rows of the systolic array", minimum=1)
+    cols: int = _f(32, "processing-element columns of the systolic array", minimum=1)
+    dataflow: str = _f("weight_stationary", "which operand stays in the PEs", choices=DATAFLOWS)
+
+
+@dataclass(frozen=True)
+class DatatypeSpec:
+    input: str = _f("fp32", "activation element type", choices=DATATYPES)
+    weight: str = _f("fp32", "weight element type", choices=DATATYPES)
+    accumulator: str = _f("fp32", "accumulator element type", choices=DATATYPES)
+    output: str = _f("fp32", "stored output element type", choices=DATATYPES)
+
+
+@dataclass(frozen=True)
+class MemorySpec:
+    input_scratchpad_kib: float = _f(256, "on-chip buffer for activation tiles (KiB)", minimum=0.001)
+    weight_scratchpad_kib: float = _f(256, "on-chip buffer for weight tiles (KiB)", minimum=0.001)
+    accumulator_kib: float = _f(128, "on-chip fp32 accumulator for output tiles (KiB)", minimum=0.001)
+    scratchpad_banks: int = _f(4, "banks per scratchpad (parallel ports)", minimum=1)
+    scratchpad_bytes_per_cycle: int = _f(64, "bytes per cycle per bank", minimum=1)
+    dram_gbps: float = _f(25.6, "DRAM bandwidth (GB/s; 25.6 = one DDR4-3200 channel)", minimum=0.001)
+    dram_latency_cycles: int = _f(100, "DRAM access latency per DMA transfer (cycles)", minimum=0)
+    double_buffer: bool = _f(True, "split scratchpads in two so loads overlap compute")
+
+
+@dataclass(frozen=True)
+class VectorSpec:
+    lanes: int = _f(32, "elements the vector unit processes per cycle", minimum=1)
+
+
+@dataclass(frozen=True)
+class SystolicSpec:
+    name: str = _f("systolic", "spec name; reports go to reports/<name>/")
+    target: str = _f("systolic", "which target lowers to this hardware", choices=("systolic",))
+    clock_ghz: float = _f(1.0, "core clock (GHz)", minimum=0.001)
+    array: ArraySpec = field(default_factory=ArraySpec, metadata={"doc": "the PE array"})
+    datatypes: DatatypeSpec = field(default_factory=DatatypeSpec, metadata={"doc": "datapath types"})
+    memory: MemorySpec = field(default_factory=MemorySpec, metadata={"doc": "on-chip and DRAM memories"})
+    vector: VectorSpec = field(default_factory=VectorSpec, metadata={"doc": "the vector unit"})
+    workloads: tuple = _f(("zoo:resnet50",), "models the explorer evaluates (zoo:NAME or .onnx paths)")
+    sweep: dict = _f(None, "explorer grid: field path -> list of values (see dse)")
+
+    @property
+    def dram_bytes_per_cycle(self) -> float:
+        return self.memory.dram_gbps / self.clock_ghz
+
+
+TARGET_SPECS = {"systolic": SystolicSpec}
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _check_scalar(value, tp, path: str, meta: dict, where: str):
+    if tp is bool:
+        ok = isinstance(value, bool)
+    elif tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif tp is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif tp is str:
+        ok = isinstance(value, str)
+    elif tp is tuple:
+        ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+        value = tuple(value) if ok else value
+    elif tp is dict:
+        ok = value is None or isinstance(value, dict)
+    else:  # pragma: no cover - a declaration bug, not user input
+        raise TypeError(f"unsupported spec field type {tp}")
+    if not ok:
+        raise SpecError(f"{where}: field '{path}' must be {_type_name(tp)}, got {value!r}")
+    choices, minimum = meta.get("choices"), meta.get("min")
+    if choices and value not in choices:
+        raise SpecError(f"{where}: field '{path}' is {value!r}; allowed: {', '.join(choices)}")
+    if minimum is not None and value < minimum:
+        raise SpecError(f"{where}: field '{path}' is {value!r}; must be >= {minimum}")
+    return value
+
+
+def build(cls, data: Any, where: str, prefix: str = ""):
+    """Build dataclass `cls` from a mapping, validating every key and value."""
+    if not isinstance(data, dict):
+        raise SpecError(f"{where}: '{prefix or '<top>'}' must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        path = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
+        raise SpecError(f"{where}: unknown field '{path}'; allowed here: {', '.join(fields)}")
+    kwargs = {}
+    for name, value in data.items():
+        path = f"{prefix}.{name}" if prefix else name
+        tp = hints[name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[name] = build(tp, value, where, path)
+        else:
+            kwargs[name] = _check_scalar(value, tp, path, fields[name].metadata, where)
+    return cls(**kwargs)
+
+
+def _check_implemented(spec: SystolicSpec, where: str) -> None:
+    for name in ("input", "weight", "accumulator", "output"):
+        value = getattr(spec.datatypes, name)
+        if value not in IMPLEMENTED_DATATYPES:
+            raise SpecError(
+                f"{where}: field 'datatypes.{name}' is {value!r}; this version simulates "
+                f"{', '.join(IMPLEMENTED_DATATYPES)} datapaths only")
+
+
+def from_dict(data: dict, where: str = "<spec>"):
+    """Validate a parsed YAML mapping and return the target's Spec."""
+    if not isinstance(data, dict):
+        raise SpecError(f"{where}: a spec must be a YAML mapping at the top level")
+    target = data.get("target", "systolic")
+    if target not in TARGET_SPECS:
+        raise SpecError(f"{where}: field 'target' is {target!r}; allowed: {', '.join(TARGET_SPECS)}")
+    spec = build(TARGET_SPECS[target], data, where)
+    _check_implemented(spec, where)
+    return spec
+
+
+def load(path: str | Path):
+    """Load and validate a hardware spec YAML file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read spec file ({exc.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    return from_dict(data, str(path))
+
+
+def replace_path(spec, path: str, value, _full: str = ""):
+    """Return a copy of `spec` with the dotted field `path` set to `value`, validated."""
+    full = _full or path
+    head, _, rest = path.partition(".")
+    names = {f.name for f in dataclasses.fields(spec)}
+    if head not in names:
+        raise SpecError(f"sweep: unknown field '{full}'; allowed here: {', '.join(sorted(names))}")
+    child = getattr(spec, head)
+    if rest:
+        if not dataclasses.is_dataclass(child):
+            raise SpecError(f"sweep: field '{full}': '{head}' has no sub-fields")
+        return dataclasses.replace(spec, **{head: replace_path(child, rest, value, full)})
+    if dataclasses.is_dataclass(child):
+        raise SpecError(f"sweep: field '{full}' is a section; name one of its fields")
+    meta = {f.name: f.metadata for f in dataclasses.fields(spec)}[head]
+    tp = typing.get_type_hints(type(spec))[head]
+    return dataclasses.replace(spec, **{head: _check_scalar(value, tp, full, meta, "sweep")})
+
+
+def to_dict(spec) -> dict:
+    return dataclasses.asdict(spec)

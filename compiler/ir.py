@@ -145,6 +145,9 @@ def _fmt_type(t: TensorType) -> str:
 
 
 def node_macs(graph: Graph, node: Node) -> int:
+    """MACs of one conv/gemm node (0 for every other op)."""
+    if node.op not in ("conv", "gemm"):
+        return 0
     out = graph.tensors[node.outputs[0]]
     w = graph.tensors[node.inputs[1]]
     if node.op == "conv":

@@ -1,0 +1,207 @@
+"""The Program: what a target emits and the simulator runs (contract 2 of DESIGN.md).
+
+A Program holds
+  * a memory plan: DRAM regions (byte offset, shape, dtype, kind) for inputs,
+    weights, activations and outputs, plus the on-chip memories (bytes) the Spec
+    declares;
+  * the initial DRAM image (weights placed at their offsets);
+  * an instruction table, struct-of-arrays, one row per instruction: engine,
+    opcode, layer index, eight int64 operands, DRAM and on-chip bytes moved,
+    work (MACs or vector element-ops) and explicit predecessor dependencies (CSR);
+  * descriptor tables (int64 and float64 rows) holding per-layer geometry that
+    many instructions share (a conv's shape, a pooling window, ...).
+Operand meaning per opcode is documented in OPCODES below; sim/reference.py
+defines it executably. `Program.verify()` checks the table; `str(program)`
+prints one line per instruction.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from compiler.errors import CompileError
+
+ENGINES = ("dma_load", "matrix", "vector", "dma_store")
+ENGINE_ID = {name: i for i, name in enumerate(ENGINES)}
+
+# opcode -> (engine, operand names). Addresses are bytes; sizes are elements.
+OPCODES = {
+    "load_im2col": ("dma_load", ("desc", "m0", "tm", "k0", "tk", "dst")),       # conv desc -> input scratchpad [tm,tk]
+    "load_weights": ("dma_load", ("src", "tk", "tn", "src_row_elems", "dst")),  # DRAM [tk,tn] rows -> weight scratchpad
+    "load_bias": ("dma_load", ("src", "tm", "tn", "dst")),                      # bias[tn] (src<0: zeros) -> accumulator [tm,tn]
+    "matmul": ("matrix", ("a", "w", "acc", "tm", "tk", "tn")),                  # acc[tm,tn] += a[tm,tk] @ w[tk,tn]
+    "store_tile": ("dma_store", ("desc", "acc", "m0", "tm", "n0", "tn")),       # accumulator -> DRAM (conv desc layout, activation)
+    "vec_relu": ("vector", ("desc",)),
+    "vec_binary": ("vector", ("desc",)),
+    "vec_affine": ("vector", ("desc",)),
+    "vec_maxpool": ("vector", ("desc",)),
+    "vec_avgpool": ("vector", ("desc",)),
+    "vec_lrn": ("vector", ("desc",)),
+    "vec_softmax": ("vector", ("desc",)),
+    "vec_copy": ("vector", ("desc",)),
+}
+OPCODE_ID = {name: i for i, name in enumerate(OPCODES)}
+OPCODE_NAMES = tuple(OPCODES)
+OPCODE_ENGINE = np.array([ENGINE_ID[e] for e, _ in OPCODES.values()], dtype=np.int8)
+N_OPERANDS = 8
+DESC_INTS = 24
+DESC_FLOATS = 4
+
+# Conv/GEMM descriptor fields (int row); GEMM [M,K]x[K,N] uses N=M, C=K, H=W=kh=kw=1.
+CONV_FIELDS = ("x", "n", "c", "h", "w", "kh", "kw", "sh", "sw", "pt", "pl", "dh", "dw",
+               "oh", "ow", "cin_g", "cin_off", "out", "cout", "cout_off", "activation")
+CONV = {name: i for i, name in enumerate(CONV_FIELDS)}
+ACTIVATION_ID = {"none": 0, "relu": 1}
+BINARY_OPS = {"add": 0, "sub": 1, "mul": 2, "div": 3}
+MAX_RANK = 6
+
+
+@dataclass(frozen=True)
+class Region:
+    name: str
+    offset: int          # bytes from DRAM base
+    shape: tuple
+    kind: str            # input | weight | activation | output
+    dtype: str = "fp32"
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) * 4
+
+
+@dataclass(frozen=True)
+class Layer:
+    name: str            # source node name
+    op: str              # IR op
+    macs: int
+    mapping: str = ""    # human-readable mapping (tiles, loop order, dataflow)
+
+
+@dataclass
+class Instructions:
+    """Struct-of-arrays instruction table."""
+    engine: np.ndarray       # int8
+    opcode: np.ndarray       # int16
+    layer: np.ndarray        # int32
+    operands: np.ndarray     # int64 [n, N_OPERANDS]
+    dram_bytes: np.ndarray   # int64: bytes read or written in DRAM
+    onchip_bytes: np.ndarray  # int64: bytes written/read in on-chip memories
+    work: np.ndarray         # int64: MACs (matrix) or element-ops (vector)
+    dep_ptr: np.ndarray      # int64 [n+1]: deps of i are dep_idx[dep_ptr[i]:dep_ptr[i+1]]
+    dep_idx: np.ndarray      # int64
+
+    def __len__(self) -> int:
+        return len(self.opcode)
+
+
+@dataclass
+class Program:
+    target: str
+    spec: object
+    regions: dict            # name -> Region
+    dram_size: int           # bytes
+    dram_image: np.ndarray   # uint8 [dram_size], weights placed
+    onchip: dict             # memory name -> bytes (input_scratchpad, weight_scratchpad, accumulator)
+    instructions: Instructions
+    desc_int: np.ndarray     # int64 [n_desc, DESC_INTS]
+    desc_float: np.ndarray   # float64 [n_desc, DESC_FLOATS]
+    layers: list             # Layer per layer index
+    inputs: list             # graph input names (regions)
+    outputs: list            # graph output names (regions)
+    notes: list = field(default_factory=list)
+
+    def verify(self) -> "Program":
+        ins = self.instructions
+        n = len(ins)
+        where = f"program ({self.target})"
+        for name, col in (("engine", ins.engine), ("layer", ins.layer), ("dram_bytes", ins.dram_bytes),
+                          ("onchip_bytes", ins.onchip_bytes), ("work", ins.work)):
+            if len(col) != n:
+                raise CompileError(f"{where}: column {name} has {len(col)} rows, expected {n}")
+        if ins.operands.shape != (n, N_OPERANDS) or len(ins.dep_ptr) != n + 1:
+            raise CompileError(f"{where}: operand or dependency table has the wrong shape")
+        bad = np.nonzero(OPCODE_ENGINE[ins.opcode] != ins.engine)[0]
+        if len(bad):
+            i = int(bad[0])
+            raise CompileError(f"{where}: row {i} {OPCODE_NAMES[ins.opcode[i]]} on wrong engine {ins.engine[i]}")
+        rows = np.repeat(np.arange(n), np.diff(ins.dep_ptr))
+        bad = np.nonzero((ins.dep_idx >= rows) | (ins.dep_idx < 0))[0]
+        if len(bad):
+            i = int(rows[bad[0]])
+            raise CompileError(f"{where}: row {i} {OPCODE_NAMES[ins.opcode[i]]} depends on a later row")
+        for region in self.regions.values():
+            if region.offset < 0 or region.offset + region.nbytes > self.dram_size:
+                raise CompileError(f"{where}: region {region.name} lies outside DRAM")
+        return self
+
+    def describe_row(self, i: int) -> str:
+        ins = self.instructions
+        op = OPCODE_NAMES[ins.opcode[i]]
+        engine, names = OPCODES[op]
+        vals = ins.operands[i]
+        text = " ".join(f"{nm}={int(v)}" for nm, v in zip(names, vals))
+        deps = ins.dep_idx[ins.dep_ptr[i]:ins.dep_ptr[i + 1]]
+        layer = self.layers[ins.layer[i]].name
+        return (f"{i:6d} {engine:<9} {op:<12} {text:<60} dram_B={int(ins.dram_bytes[i])} "
+                f"deps={','.join(str(int(d)) for d in deps) or '-'}  # {layer}")
+
+    def __str__(self) -> str:
+        lines = [f"program target={self.target} instructions={len(self.instructions)} "
+                 f"dram_bytes={self.dram_size} onchip={self.onchip}"]
+        for r in self.regions.values():
+            lines.append(f"  region {r.kind:<10} {r.name} @{r.offset} {r.dtype}{list(r.shape)}")
+        for i, layer in enumerate(self.layers):
+            lines.append(f"  layer {i} {layer.name} ({layer.op}) macs={layer.macs} {layer.mapping}")
+        lines.extend(self.describe_row(i) for i in range(len(self.instructions)))
+        return "\n".join(lines)
+
+
+class ProgramBuilder:
+    """Accumulates instruction rows and descriptors; `finish()` freezes them into arrays."""
+
+    def __init__(self):
+        self.engine, self.opcode, self.layer, self.operands = [], [], [], []
+        self.dram_bytes, self.onchip_bytes, self.work, self.deps = [], [], [], []
+        self.desc_int, self.desc_float = [], []
+
+    def __len__(self) -> int:
+        return len(self.opcode)
+
+    def descriptor(self, ints, floats=()) -> int:
+        row = np.zeros(DESC_INTS, np.int64)
+        row[:len(ints)] = ints
+        frow = np.zeros(DESC_FLOATS, np.float64)
+        frow[:len(floats)] = floats
+        self.desc_int.append(row)
+        self.desc_float.append(frow)
+        return len(self.desc_int) - 1
+
+    def emit(self, op: str, layer: int, operands, deps=(), dram_bytes=0, onchip_bytes=0, work=0) -> int:
+        engine, names = OPCODES[op]
+        ops = list(operands) + [0] * (N_OPERANDS - len(operands))
+        self.engine.append(ENGINE_ID[engine])
+        self.opcode.append(OPCODE_ID[op])
+        self.layer.append(layer)
+        self.operands.append(ops)
+        self.dram_bytes.append(int(dram_bytes))
+        self.onchip_bytes.append(int(onchip_bytes))
+        self.work.append(int(work))
+        self.deps.append(sorted({int(d) for d in deps if d is not None and d >= 0}))
+        return len(self.opcode) - 1
+
+    def finish(self) -> tuple:
+        n = len(self.opcode)
+        counts = np.array([len(d) for d in self.deps], np.int64)
+        dep_ptr = np.zeros(n + 1, np.int64)
+        np.cumsum(counts, out=dep_ptr[1:])
+        dep_idx = np.array([d for ds in self.deps for d in ds], np.int64)
+        ins = Instructions(
+            engine=np.array(self.engine, np.int8), opcode=np.array(self.opcode, np.int16),
+            layer=np.array(self.layer, np.int32),
+            operands=np.array(self.operands, np.int64).reshape(n, N_OPERANDS),
+            dram_bytes=np.array(self.dram_bytes, np.int64), onchip_bytes=np.array(self.onchip_bytes, np.int64),
+            work=np.array(self.work, np.int64), dep_ptr=dep_ptr, dep_idx=dep_idx)
+        desc_int = np.array(self.desc_int, np.int64).reshape(-1, DESC_INTS)
+        desc_float = np.array(self.desc_float, np.float64).reshape(-1, DESC_FLOATS)
+        return ins, desc_int, desc_float

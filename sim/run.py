@@ -1,0 +1,57 @@
+"""Run a Program: place inputs in the simulated DRAM image, execute (functional
+mode) or only time (timing mode) the same instruction table, read outputs back
+from DRAM and collect Stats."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from compiler.program import ENGINES, Program
+from sim import kernels
+from sim.errors import SimError
+from sim.stats import Stats, collect
+from sim.timing import systolic as systolic_timing
+
+TIMING = {"systolic": systolic_timing.instruction_cycles}
+
+
+@dataclass
+class SimResult:
+    outputs: dict        # graph output name -> np.ndarray (empty in timing mode)
+    stats: Stats
+
+
+def _place_inputs(program: Program, inputs: dict, dram: np.ndarray) -> None:
+    missing = [n for n in program.inputs if n not in inputs]
+    if missing:
+        raise SimError(f"missing input(s) {', '.join(missing)}; the model takes {', '.join(program.inputs)}")
+    for name in program.inputs:
+        region = program.regions[name]
+        value = np.asarray(inputs[name])
+        if tuple(value.shape) != tuple(region.shape):
+            raise SimError(f"input '{name}' has shape {list(value.shape)}, the model expects {list(region.shape)}")
+        dram[region.offset // 4: region.offset // 4 + value.size] = value.astype(np.float32).ravel()
+
+
+def simulate(program: Program, inputs: dict | None = None, timing_only: bool = False,
+             ideal_memory: bool = False) -> SimResult:
+    """Execute `program`; `inputs` maps graph input names to arrays (required unless timing_only)."""
+    outputs = {}
+    if not timing_only:
+        if inputs is None:
+            raise SimError("functional simulation needs inputs (or use timing_only=True)")
+        dram = program.dram_image.copy().view(np.float32)
+        _place_inputs(program, inputs, dram)
+        onchip = {name: np.zeros(max(size // 4, 1), np.float32) for name, size in program.onchip.items()}
+        ins = program.instructions
+        kernels.execute(ins.opcode, ins.operands, program.desc_int, program.desc_float, dram,
+                        onchip["input_scratchpad"], onchip["weight_scratchpad"], onchip["accumulator"])
+        for name in program.outputs:
+            region = program.regions[name]
+            n = int(np.prod(region.shape))
+            outputs[name] = dram[region.offset // 4: region.offset // 4 + n].reshape(region.shape).copy()
+    cycles = TIMING[program.target](program, ideal_memory)
+    ins = program.instructions
+    start, finish = kernels.schedule(ins.engine, cycles, ins.dep_ptr, ins.dep_idx, len(ENGINES))
+    return SimResult(outputs, collect(program, cycles, start, finish, ideal_memory))

@@ -1,0 +1,1 @@
+"""Timing models, one per target: instruction table -> cycles per instruction."""

@@ -101,7 +101,7 @@ class Program:
     spec: object
     regions: dict            # name -> Region
     dram_size: int           # bytes
-    dram_image: np.ndarray   # uint8 [dram_size], weights placed
+    constants: list          # (byte offset, np.ndarray) placed in DRAM before the run
     onchip: dict             # memory name -> bytes (input_scratchpad, weight_scratchpad, accumulator)
     instructions: Instructions
     desc_int: np.ndarray     # int64 [n_desc, DESC_INTS]
@@ -110,6 +110,14 @@ class Program:
     inputs: list             # graph input names (regions)
     outputs: list            # graph output names (regions)
     notes: list = field(default_factory=list)
+
+    def dram_image(self) -> np.ndarray:
+        """Initial DRAM contents (uint8 [dram_size]); built on demand, timing runs never need it."""
+        dram = np.zeros(self.dram_size, np.uint8)
+        view = dram.view(np.float32)
+        for offset, data in self.constants:
+            view[offset // 4: offset // 4 + data.size] = np.asarray(data, np.float32).ravel()
+        return dram
 
     def verify(self) -> "Program":
         ins = self.instructions

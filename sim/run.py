@@ -41,7 +41,7 @@ def simulate(program: Program, inputs: dict | None = None, timing_only: bool = F
     if not timing_only:
         if inputs is None:
             raise SimError("functional simulation needs inputs (or use timing_only=True)")
-        dram = program.dram_image.copy().view(np.float32)
+        dram = program.dram_image().view(np.float32)
         _place_inputs(program, inputs, dram)
         onchip = {name: np.zeros(max(size // 4, 1), np.float32) for name, size in program.onchip.items()}
         ins = program.instructions

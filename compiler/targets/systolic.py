@@ -49,7 +49,7 @@ def lower(graph: Graph, spec: SystolicSpec) -> Program:
     onchip = {"input_scratchpad": budget.input_bytes, "weight_scratchpad": budget.weight_bytes,
               "accumulator": budget.acc_bytes}
     program = Program(target="systolic", spec=spec, regions=plan.regions, dram_size=plan.size,
-                      dram_image=plan.image(), onchip=onchip, instructions=ins, desc_int=desc_int,
+                      constants=plan.chunks, onchip=onchip, instructions=ins, desc_int=desc_int,
                       desc_float=desc_float, layers=layers, inputs=list(graph.inputs),
                       outputs=list(graph.outputs))
     return program.verify()

@@ -1,0 +1,216 @@
+"""ONNX front end: `load_model(path or ModelProto) -> Graph` (the IR of compiler/ir.py).
+
+Reads the file (external data only from inside the model's folder), checks the
+opset (7..21), types the runtime inputs (symbolic dims -> 1 unless overridden),
+folds all-constant nodes with NumPy (onnx_fold) and converts the rest through
+the op table (onnx_ops). Tensor names are the ONNX names; errors are CompileError.
+"""
+from __future__ import annotations
+
+from pathlib import Path, PurePath
+
+import numpy as np
+import onnx
+from onnx import TensorProto, external_data_helper, numpy_helper
+
+from compiler.errors import CompileError
+from compiler.frontend.onnx_context import NodeContext, attributes
+from compiler.frontend.onnx_fold import FOLDS, fold, shape_of
+from compiler.frontend.onnx_ops import OPS
+from compiler.ir import Graph, Node, TensorType
+
+OPSET_MIN, OPSET_MAX = 7, 21
+DEFAULT_DOMAINS = ("", "ai.onnx")
+
+
+def load_model(model, input_shapes: dict | None = None) -> Graph:
+    """Convert an ONNX model (path or ModelProto) into a verified Graph.
+
+    input_shapes maps an input name to a shape that replaces the declared one
+    (default: declared dims, with symbolic or 0 dims set to 1).
+    """
+    proto, where = _read(model)
+    opset = _opset(proto, where)
+    graph = proto.graph
+    consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    types = _input_types(graph, consts, dict(input_shapes or {}), where)
+    ir = Graph(name=graph.name or Path(where).stem, inputs=list(types), outputs=[],
+               tensors=dict(types), constants={}, nodes=[], opset=opset)
+    _walk(graph, opset, consts, types, ir)
+    ir.outputs = [_output(o.name, consts, types, ir, where) for o in graph.output]
+    return ir.verify()
+
+
+# ---- reading -----------------------------------------------------------------
+
+def _read(model) -> tuple:
+    if isinstance(model, onnx.ModelProto):
+        proto = onnx.ModelProto()
+        proto.CopyFrom(model)
+        _load_external(proto, None, "<ModelProto>")
+        return proto, proto.graph.name or "<ModelProto>"
+    path = Path(model)
+    if not path.is_file():
+        raise CompileError(f"{path}: no such ONNX model file")
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:                      # protobuf raises several types
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise CompileError(f"{path}: not a readable ONNX model ({reason})") from None
+    if not proto.HasField("graph") or proto.ir_version == 0:
+        raise CompileError(f"{path}: not an ONNX model (no graph or ir_version in the file)")
+    _load_external(proto, path.parent, str(path))
+    return proto, str(path)
+
+
+def _tensors(graph: onnx.GraphProto):
+    yield from graph.initializer
+    for node in graph.node:
+        for attr in node.attribute:
+            if attr.HasField("t"):
+                yield attr.t
+            yield from attr.tensors
+
+
+def _load_external(proto: onnx.ModelProto, base: Path | None, where: str) -> None:
+    """Load external tensor data, refusing locations outside the model's folder."""
+    for tensor in _tensors(proto.graph):
+        if not external_data_helper.uses_external_data(tensor):
+            continue
+        location = external_data_helper.ExternalDataInfo(tensor).location
+        prefix = f"{where}: tensor '{tensor.name}' external data '{location}'"
+        if base is None:
+            raise CompileError(f"{prefix}: external data needs the model's path; "
+                               "pass the .onnx file path instead of a ModelProto")
+        pure = PurePath(location)
+        target = (base / location).resolve()
+        if (not location or pure.is_absolute() or location.startswith(("/", "\\"))
+                or ".." in pure.parts or "\\" in location or base.resolve() not in target.parents):
+            raise CompileError(f"{prefix}: the location must be a relative path inside {base}")
+        if not target.is_file():
+            raise CompileError(f"{prefix}: file not found in {base}")
+        try:
+            external_data_helper.load_external_data_for_tensor(tensor, str(base))
+        except Exception as exc:
+            raise CompileError(f"{prefix}: cannot be read ({' '.join(str(exc).split())})") from None
+
+
+def _opset(proto: onnx.ModelProto, where: str) -> int:
+    versions = [o.version for o in proto.opset_import if o.domain in DEFAULT_DOMAINS]
+    if not versions:
+        raise CompileError(f"{where}: no default-domain opset import; "
+                           f"allowed: opset {OPSET_MIN}..{OPSET_MAX}")
+    opset = int(versions[0])
+    if not OPSET_MIN <= opset <= OPSET_MAX:
+        raise CompileError(f"{where}: opset {opset} is not supported; "
+                           f"allowed: {OPSET_MIN}..{OPSET_MAX} (convert with onnx.version_converter)")
+    return opset
+
+
+def _input_types(graph, consts: dict, overrides: dict, where: str) -> dict:
+    """Runtime inputs (graph inputs that are not initializers) -> TensorType."""
+    types = {}
+    runtime = [value for value in graph.input if value.name not in consts]
+    unknown = sorted(set(overrides) - {value.name for value in runtime})
+    if unknown:
+        raise CompileError(f"{where}: input_shapes names unknown input(s) {unknown}; "
+                           f"inputs: {[value.name for value in runtime]}")
+    for value in runtime:
+        tensor_type = value.type.tensor_type
+        if tensor_type.elem_type != TensorProto.FLOAT:
+            name = TensorProto.DataType.Name(tensor_type.elem_type)
+            raise CompileError(f"{where}: input '{value.name}' has type {name}; allowed: FLOAT")
+        declared = None
+        if tensor_type.HasField("shape"):
+            declared = tuple(d.dim_value if d.dim_value > 0 else 1 for d in tensor_type.shape.dim)
+        shape = overrides.get(value.name, declared)
+        if shape is None:
+            raise CompileError(f"{where}: input '{value.name}' has no shape; "
+                               "pass input_shapes={name: shape}")
+        shape = tuple(int(d) for d in shape)
+        if (declared is not None and len(shape) != len(declared)) or min(shape, default=1) < 1:
+            raise CompileError(f"{where}: input_shapes['{value.name}']={shape} does not fit "
+                               f"the declared rank {len(declared or ())} with positive dims")
+        types[value.name] = TensorType(shape)
+    return types
+
+
+# ---- the node walk -------------------------------------------------------------
+
+def _walk(graph, opset: int, consts: dict, types: dict, ir: Graph) -> None:
+    names = set(consts) | set(types)
+    for node in graph.node:
+        names.update(node.output)
+    used = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
+    for index, node in enumerate(graph.node):
+        name = node.name or f"{node.op_type}_{index}"
+        _check_inputs(node, name, consts, types)
+        if node.domain not in DEFAULT_DOMAINS:
+            raise CompileError(f"node '{name}' ({node.op_type}): domain '{node.domain}' is "
+                               "not supported; allowed: the default ONNX domain")
+        if _fold_node(node, name, opset, consts, types):
+            continue
+        converter = OPS.get(node.op_type)
+        if converter is None:
+            raise _unsupported(node, name)
+        ctx = NodeContext(node, name, opset, types, consts, names, used)
+        result = converter(ctx)
+        for cname, value in result.constants.items():
+            ir.constants[cname] = value
+        ir.tensors.update(result.types)
+        types.update({n: t for n, t in result.types.items() if n not in result.constants})
+        ir.nodes.extend(result.nodes)
+
+
+def _check_inputs(node, name: str, consts: dict, types: dict) -> None:
+    for value in node.input:
+        if value and value not in consts and value not in types:
+            raise CompileError(f"node '{name}' ({node.op_type}): input '{value}' is not "
+                               "produced before use (graph not in topological order?)")
+
+
+def _fold_node(node, name: str, opset: int, consts: dict, types: dict) -> bool:
+    """Evaluate the node at compile time if it can be; True when folded."""
+    present = [v for v in node.input if v]
+    if node.op_type in ("Shape", "Size") and present and present[0] in types:
+        shape = types[present[0]].shape
+        attrs = attributes(node)
+        value = shape_of(shape, attrs) if node.op_type == "Shape" else np.int64(np.prod(shape))
+        consts[node.output[0]] = np.asarray(value, dtype=np.int64)
+        return True
+    if node.op_type not in FOLDS or not all(v in consts for v in present):
+        return False
+    inputs = [consts[v] if v else None for v in node.input]
+    try:
+        values = fold(node.op_type, node, attributes(node), inputs, opset)
+    except Exception as exc:
+        raise CompileError(f"node '{name}' ({node.op_type}): constant folding failed "
+                           f"({' '.join(str(exc).split())})") from None
+    for out, value in zip(node.output, values):
+        if out:
+            consts[out] = np.asarray(value)
+    return True
+
+
+def _unsupported(node, name: str) -> CompileError:
+    hint = ""
+    if node.op_type in FOLDS:
+        hint = " (it is evaluated only when all its inputs are compile-time constants)"
+    return CompileError(f"node '{name}': op {node.op_type} is not supported{hint}; "
+                        f"supported ops: {', '.join(sorted(OPS))}")
+
+
+def _output(name: str, consts: dict, types: dict, ir: Graph, where: str) -> str:
+    """A graph output; one folded to a constant gets an identity node to produce it."""
+    if name in types:
+        return name
+    if name not in consts:
+        raise CompileError(f"{where}: graph output '{name}' is never produced")
+    source = f"{name}/const"
+    while source in ir.tensors or source in consts:
+        source += "_"
+    value = np.asarray(consts[name], dtype=np.float32)
+    ir.constants[source] = value
+    ir.tensors[source] = ir.tensors[name] = TensorType(tuple(int(d) for d in value.shape))
+    ir.nodes.append(Node("identity", name, (source,), (name,), {}))
+    return name

@@ -1,0 +1,120 @@
+"""The `dse` command: run, compile, models, sweep. User errors (CompileError,
+SpecError, SimError, unreadable files) print one line and exit 2."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from compiler.errors import CompileError, SpecError
+from sim.errors import SimError
+
+USER_ERRORS = (CompileError, SpecError, SimError)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dse", description="Accelerator design-space explorer")
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="compile a model for a spec and simulate it")
+    r.add_argument("model", help="path to .onnx or zoo:NAME (see `dse models`)")
+    r.add_argument("--hw", default="hwspecs/systolic.yaml", help="hardware spec YAML")
+    r.add_argument("--inputs", help=".npz with one array per graph input (default: seeded random)")
+    r.add_argument("--timing-only", action="store_true", help="walk the instructions without arithmetic")
+    r.add_argument("--ideal-memory", action="store_true", help="free data movement: compute-only cycles")
+    r.add_argument("--out", help="write outputs.npz and stats.json here")
+    c = sub.add_parser("compile", help="print the Program, one line per instruction")
+    c.add_argument("model")
+    c.add_argument("--hw", default="hwspecs/systolic.yaml")
+    c.add_argument("--dump-ir", help="also write the Graph after each pass into this folder")
+    sub.add_parser("models", help="list bundled workloads (zoo:NAME) with MACs and parameters")
+    s = sub.add_parser("sweep", help="evaluate the spec's sweep grid; write results.csv and index.html")
+    s.add_argument("spec")
+    s.add_argument("--out", help="report folder (default reports/<spec name>)")
+    return p
+
+
+def _load_inputs(path: str) -> dict:
+    try:
+        with np.load(path) as data:
+            return {k: data[k] for k in data.files}
+    except (OSError, ValueError) as exc:
+        raise SimError(f"{path}: cannot read inputs ({exc})") from None
+
+
+def _summary(stats) -> str:
+    lines = [f"total_cycles       {stats.total_cycles:>16,d} cycles",
+             f"latency            {stats.latency_s * 1e3:>16.4f} ms",
+             f"macs               {stats.macs:>16,d} MACs",
+             f"utilisation        {stats.utilisation:>16.3f} (MACs / (cycles x PEs))",
+             f"dram traffic       {stats.bytes['dram']:>16,d} bytes"]
+    lines += [f"busy {e:<13} {v:>16,d} cycles" for e, v in stats.engine_busy_cycles.items()]
+    return "\n".join(lines)
+
+
+def cmd_run(args) -> None:
+    import dse
+    inputs = _load_inputs(args.inputs) if args.inputs else None
+    result = dse.run(args.model, hw=args.hw, inputs=inputs, timing_only=args.timing_only,
+                     ideal_memory=args.ideal_memory)
+    if inputs is None and not args.timing_only:
+        print("inputs: seeded standard-normal (seed 0); pass --inputs x.npz to choose them")
+    print(_summary(result.stats))
+    if args.out:
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        if result.outputs:
+            np.savez(out / "outputs.npz", **result.outputs)
+        (out / "stats.json").write_text(json.dumps(result.stats.to_dict(), indent=1))
+        print(f"wrote {out}/stats.json" + (" and outputs.npz" if result.outputs else ""))
+
+
+def cmd_compile(args) -> None:
+    from compiler.frontend.onnx import load_model
+    from compiler.passes import PASSES
+    from compiler.targets import lower
+    from dse.api import load_spec
+    from dse.zoo import resolve
+    spec = load_spec(args.hw)
+    graph = load_model(resolve(args.model))
+    dump = Path(args.dump_ir) if args.dump_ir else None
+    if dump:
+        dump.mkdir(parents=True, exist_ok=True)
+        (dump / "00_frontend.txt").write_text(str(graph))
+    for i, (name, fn) in enumerate(PASSES, 1):
+        graph = fn(graph).verify()
+        if dump:
+            (dump / f"{i:02d}_{name}.txt").write_text(str(graph))
+    print(lower(graph, spec))
+
+
+def cmd_models(args) -> None:
+    from compiler.pipeline import compile_graph
+    from dse import zoo
+    print(f"{'name':<18}{'MACs':>16}{'parameters':>14}")
+    for name in zoo.NAMES:
+        graph = compile_graph(zoo.resolve(f"zoo:{name}"))
+        print(f"zoo:{name:<14}{graph.macs():>16,d}{graph.parameter_count():>14,d}")
+
+
+def cmd_sweep(args) -> None:
+    from dse.sweep import sweep
+    sweep(args.spec, out=args.out)
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        {"run": cmd_run, "compile": cmd_compile, "models": cmd_models, "sweep": cmd_sweep}[args.command](args)
+    except USER_ERRORS as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

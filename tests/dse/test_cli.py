@@ -1,0 +1,133 @@
+"""The `dse` command as a user runs it: run, compile, models, sweep, and bad input."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pandas as pd
+import pytest
+from onnx import helper
+
+from dse import zoo
+from dse.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+SPEC = str(ROOT / "hwspecs" / "systolic.yaml")
+
+
+def run_cli(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_models_lists_the_zoo_with_macs(capsys):
+    code, out, _ = run_cli(capsys, "models")
+    assert code == 0
+    for name in zoo.NAMES:
+        assert f"zoo:{name}" in out
+    resnet = next(line for line in out.splitlines() if line.startswith("zoo:resnet50"))
+    assert int(resnet.split()[1].replace(",", "")) > 3_000_000_000  # ResNet-50 is ~4 GMACs
+
+
+def test_run_writes_outputs_and_stats(capsys, tmp_path):
+    onnx.save(zoo.small_cnn(), tmp_path / "cnn.onnx")
+    x = np.random.default_rng(1).standard_normal((1, 3, 32, 32)).astype(np.float32)
+    np.savez(tmp_path / "in.npz", x=x)
+    code, out, _ = run_cli(capsys, "run", tmp_path / "cnn.onnx", "--hw", SPEC, "--inputs", tmp_path / "in.npz",
+                           "--out", tmp_path / "r")
+    assert code == 0 and "total_cycles" in out
+    with np.load(tmp_path / "r" / "outputs.npz") as data:
+        assert data.files == ["logits"] and data["logits"].shape == (1, 10)
+    stats = json.loads((tmp_path / "r" / "stats.json").read_text())
+    for key in ("total_cycles", "latency_s", "macs", "layers", "engine_busy_cycles", "definitions"):
+        assert key in stats
+    layer = stats["layers"][0]
+    for key in ("name", "op", "cycles", "compute_cycles", "stall_cycles", "utilisation", "bytes"):
+        assert key in layer
+    assert set(layer["bytes"]) == {"dram", "input_scratchpad", "weight_scratchpad", "accumulator"}
+
+
+def test_run_timing_only_and_ideal_memory(capsys, tmp_path):
+    code, _, _ = run_cli(capsys, "run", "zoo:mlp", "--hw", SPEC, "--timing-only", "--out", tmp_path / "t")
+    assert code == 0 and not (tmp_path / "t" / "outputs.npz").exists()
+    real = json.loads((tmp_path / "t" / "stats.json").read_text())["total_cycles"]
+    run_cli(capsys, "run", "zoo:mlp", "--hw", SPEC, "--timing-only", "--ideal-memory", "--out", tmp_path / "i")
+    ideal = json.loads((tmp_path / "i" / "stats.json").read_text())["total_cycles"]
+    assert 0 < ideal < real
+
+
+def test_compile_prints_one_line_per_instruction(capsys, tmp_path):
+    code, out, _ = run_cli(capsys, "compile", "zoo:mlp", "--hw", SPEC, "--dump-ir", tmp_path / "ir")
+    assert code == 0
+    assert "matmul" in out and "load_weights" in out and "store_tile" in out
+    assert any(p.name.startswith("00_") for p in (tmp_path / "ir").iterdir())
+
+
+def _tiny_spec(tmp_path, extra=""):
+    path = tmp_path / "tiny.yaml"
+    path.write_text("name: tiny\nworkloads: [zoo:mlp]\narray: {rows: 4, cols: 4}\n"
+                    "sweep:\n  array.rows: [4, 8]\n  memory.weight_scratchpad_kib: [0.01, 64]\n" + extra)
+    return path
+
+
+def test_sweep_writes_results_and_report_and_records_infeasible(capsys, tmp_path):
+    code, _, err = run_cli(capsys, "sweep", _tiny_spec(tmp_path), "--out", tmp_path / "rep")
+    assert code == 0 and "points/s" in err
+    df = pd.read_csv(tmp_path / "rep" / "results.csv")
+    assert len(df) == 4
+    assert df["feasible"].sum() == 2          # 10 B cannot hold one 4x4 weight fold (64 B)
+    assert df.loc[~df["feasible"], "reason"].str.contains("no tile fits").all()
+    html = (tmp_path / "rep" / "index.html").read_text()
+    assert "latency vs array size" in html and "plotly" in html
+
+
+def _error_line(capsys, *argv):
+    code, _, err = run_cli(capsys, *argv)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    return lines[0]
+
+
+def test_truncated_model_is_one_clear_error(capsys, tmp_path):
+    data = (zoo.light_dir() / "light_squeezenet.onnx").read_bytes()
+    (tmp_path / "cut.onnx").write_bytes(data[:200])
+    assert "cut.onnx" in _error_line(capsys, "run", tmp_path / "cut.onnx", "--hw", SPEC, "--timing-only")
+
+
+def test_unsupported_op_names_op_node_and_supported_list(capsys, tmp_path):
+    graph = helper.make_graph([helper.make_node("Hardmax", ["x"], ["y"], name="hm0")], "g",
+                              [helper.make_tensor_value_info("x", 1, [1, 4])],
+                              [helper.make_tensor_value_info("y", 1, [1, 4])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), tmp_path / "hm.onnx")
+    line = _error_line(capsys, "run", tmp_path / "hm.onnx", "--hw", SPEC, "--timing-only")
+    assert "Hardmax" in line and "hm0" in line and "Conv" in line
+
+
+def test_typo_in_spec_key_names_file_and_field(capsys, tmp_path):
+    (tmp_path / "typo.yaml").write_text("array:\n  rowz: 8\n")
+    line = _error_line(capsys, "run", "zoo:mlp", "--hw", tmp_path / "typo.yaml", "--timing-only")
+    assert "typo.yaml" in line and "array.rowz" in line and "rows" in line
+
+
+def test_tile_that_cannot_fit_is_one_clear_error(capsys, tmp_path):
+    (tmp_path / "small.yaml").write_text("memory:\n  input_scratchpad_kib: 1\n")
+    line = _error_line(capsys, "run", "zoo:resnet50", "--hw", tmp_path / "small.yaml", "--timing-only")
+    assert "no tile fits" in line
+
+
+def test_error_exit_code_and_no_traceback_from_a_real_process(tmp_path):
+    (tmp_path / "typo.yaml").write_text("array:\n  rowz: 8\n")
+    proc = subprocess.run([sys.executable, "-m", "dse.cli", "run", "zoo:mlp", "--hw", str(tmp_path / "typo.yaml")],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_default_spec_sweep_runs(capsys, tmp_path):
+    code, _, _ = run_cli(capsys, "sweep", SPEC, "--out", tmp_path / "demo")
+    assert code == 0 and (tmp_path / "demo" / "index.html").exists()

@@ -1,0 +1,122 @@
+"""Plain NumPy evaluator of the Graph IR (compiler/ir.py): the test oracle that
+defines what each IR op computes. `evaluate(graph, inputs) -> {output name: array}`.
+Slow and obvious on purpose; for tests only (never imported by compiler/ or sim/).
+"""
+from __future__ import annotations
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from compiler.ir import Graph, Node
+
+
+def evaluate(graph: Graph, inputs: dict, keep_all: bool = False) -> dict:
+    """Run the graph on float32 inputs; returns the graph outputs (or every tensor)."""
+    values = {name: np.asarray(value, dtype=np.float32) for name, value in graph.constants.items()}
+    for name in graph.inputs:
+        values[name] = np.asarray(inputs[name], dtype=np.float32)
+        assert values[name].shape == graph.tensors[name].shape, (name, values[name].shape)
+    for node in graph.nodes:
+        args = [values[name] for name in node.inputs]
+        out = OPS[node.op](node, args, graph.tensors[node.outputs[0]].shape)
+        out = np.asarray(out, dtype=np.float32)
+        if node.attrs.get("activation", "none") == "relu":
+            out = np.maximum(out, np.float32(0))
+        assert out.shape == graph.tensors[node.outputs[0]].shape, (node, out.shape)
+        values[node.outputs[0]] = out
+    if keep_all:
+        return values
+    return {name: values[name] for name in graph.outputs}
+
+
+def _windows(x, kernel, strides, dilations, pads, out_hw, fill):
+    """[N, C, OH, OW, kh, kw] windows of x padded by pads (t,l,b,r) with `fill`;
+    padding is extended at the bottom/right when out_hw needs it (ceil_mode)."""
+    (kh, kw), (sh, sw), (dh, dw) = kernel, strides, dilations
+    span_h, span_w = (kh - 1) * dh + 1, (kw - 1) * dw + 1
+    need_h = (out_hw[0] - 1) * sh + span_h
+    need_w = (out_hw[1] - 1) * sw + span_w
+    top, left, bottom, right = pads
+    bottom = max(bottom, need_h - x.shape[2] - top)
+    right = max(right, need_w - x.shape[3] - left)
+    xp = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=fill)
+    win = sliding_window_view(xp, (span_h, span_w), axis=(2, 3))
+    return win[:, :, :need_h - span_h + 1:sh, :need_w - span_w + 1:sw, ::dh, ::dw]
+
+
+def conv(node: Node, args, out_shape):
+    x, w = args[0], args[1]
+    a = node.attrs
+    g = a["group"]
+    n, c = x.shape[:2]
+    cout, cin_g, kh, kw = w.shape
+    win = _windows(x, (kh, kw), a["strides"], a["dilations"], a["pads"], out_shape[2:], 0.0)
+    oh, ow = win.shape[2:4]
+    cols = win.reshape(n, g, cin_g, oh, ow, kh, kw).transpose(0, 1, 3, 4, 2, 5, 6)
+    cols = cols.reshape(n, g, oh * ow, cin_g * kh * kw)
+    wmat = w.reshape(g, cout // g, cin_g * kh * kw).transpose(0, 2, 1)
+    out = np.matmul(cols, wmat[None])                      # [N, g, OH*OW, Cout/g]
+    out = out.transpose(0, 1, 3, 2).reshape(n, cout, oh, ow)
+    if len(args) > 2:
+        out = out + args[2].reshape(1, cout, 1, 1)
+    return out
+
+
+def gemm(node: Node, args, out_shape):
+    out = args[0] @ args[1]
+    return out + args[2] if len(args) > 2 else out
+
+
+def _pool(node: Node, x, out_shape, is_max: bool):
+    a = node.attrs
+    fill = -np.inf if is_max else 0.0
+    win = _windows(x, a["kernel"], a["strides"], (1, 1), a["pads"], out_shape[2:], fill)
+    if is_max:
+        return win.max(axis=(4, 5))
+    # the divisor counts window cells inside the input (or inside input+pads)
+    top, left, bottom, right = a["pads"]
+    h, w = x.shape[2:]
+    ones = np.ones((1, 1, h, w), np.float32)
+    if a["count_include_pad"]:
+        ones = np.pad(ones, ((0, 0), (0, 0), (top, bottom), (left, right)), constant_values=1)
+        pads = (0, 0, 0, 0)        # windows past input+pads (ceil_mode) count nothing
+    else:
+        pads = a["pads"]
+    count = _windows(ones, a["kernel"], a["strides"], (1, 1), pads, out_shape[2:], 0.0)
+    return win.sum(axis=(4, 5)) / count.sum(axis=(4, 5))
+
+
+def lrn(node: Node, args, out_shape):
+    x = args[0].astype(np.float64)
+    a = node.attrs
+    size, c = a["size"], x.shape[1]
+    lo, hi = (size - 1) // 2, -(-(size - 1) // 2)
+    sq = np.pad(x * x, ((0, 0), (lo, hi), (0, 0), (0, 0)))
+    total = sum(sq[:, i:i + c] for i in range(size))
+    return x / (a["bias"] + a["alpha"] / size * total) ** a["beta"]
+
+
+def softmax(node: Node, args, out_shape):
+    x = args[0].astype(np.float64)
+    e = np.exp(x - x.max(axis=node.attrs["axis"], keepdims=True))
+    return e / e.sum(axis=node.attrs["axis"], keepdims=True)
+
+
+def affine(node: Node, args, out_shape):
+    x, scale, shift = args
+    shape = (1, -1) + (1,) * (x.ndim - 2)
+    return x * scale.reshape(shape) + shift.reshape(shape)
+
+
+OPS = {
+    "conv": conv, "gemm": gemm, "affine": affine, "lrn": lrn, "softmax": softmax,
+    "relu": lambda n, a, s: np.maximum(a[0], 0),
+    "add": lambda n, a, s: a[0] + a[1], "sub": lambda n, a, s: a[0] - a[1],
+    "mul": lambda n, a, s: a[0] * a[1], "div": lambda n, a, s: a[0] / a[1],
+    "maxpool": lambda n, a, s: _pool(n, a[0], s, True),
+    "avgpool": lambda n, a, s: _pool(n, a[0], s, False),
+    "concat": lambda n, a, s: np.concatenate(a, axis=n.attrs["axis"]),
+    "transpose": lambda n, a, s: np.transpose(a[0], n.attrs["perm"]),
+    "reshape": lambda n, a, s: a[0].reshape(s),
+    "identity": lambda n, a, s: a[0],
+}

@@ -25,30 +25,39 @@ def load_im2col(dram, g, m0, tm, k0, tk, spad, dst):
     x, C, H, W = g[0] // 4, g[2], g[3], g[4]
     kh, kw, sh, sw, pt, pl, dh, dw, OH, OW, cin_off = g[5], g[6], g[7], g[8], g[9], g[10], g[11], g[12], g[13], g[14], g[16]
     kk, P = kh * kw, OH * OW
+    chan = np.empty(tk, np.int64)   # decode each column k -> (channel, row tap, col tap) once per tile
+    tap_h = np.empty(tk, np.int64)
+    tap_w = np.empty(tk, np.int64)
+    for kq in range(tk):
+        k = k0 + kq
+        chan[kq], rem = cin_off + k // kk, k % kk
+        tap_h[kq], tap_w[kq] = (rem // kw) * dh, (rem % kw) * dw
     for mm in range(tm):
         m = m0 + mm
         n, r = m // P, m % P
         ih0, iw0 = (r // OW) * sh - pt, (r % OW) * sw - pl
         row = dst + mm * tk
         for kq in range(tk):
-            k = k0 + kq
-            c, rem = k // kk, k % kk
-            ih, iw = ih0 + (rem // kw) * dh, iw0 + (rem % kw) * dw
+            ih, iw = ih0 + tap_h[kq], iw0 + tap_w[kq]
             if ih >= 0 and ih < H and iw >= 0 and iw < W:
-                spad[row + kq] = dram[x + ((n * C + cin_off + c) * H + ih) * W + iw]
+                spad[row + kq] = dram[x + ((n * C + chan[kq]) * H + ih) * W + iw]
             else:
                 spad[row + kq] = 0.0
 
 
 @njit(cache=True)
 def matmul(a_mem, a, w_mem, w, acc_mem, acc, tm, tk, tn):
+    a_tile = a_mem[a:a + tm * tk].reshape(tm, tk)
+    w_tile = w_mem[w:w + tk * tn].reshape(tk, tn)
+    acc_tile = acc_mem[acc:acc + tm * tn].reshape(tm, tn)
+    row = np.empty(tn, np.float32)  # a private row lets LLVM vectorise over j (no aliasing)
     for i in range(tm):
-        out = acc + i * tn
+        row[:] = acc_tile[i]
         for k in range(tk):
-            aik = a_mem[a + i * tk + k]
-            wrow = w + k * tn
+            aik = a_tile[i, k]
             for j in range(tn):
-                acc_mem[out + j] += aik * w_mem[wrow + j]
+                row[j] += aik * w_tile[k, j]
+        acc_tile[i] = row
 
 
 @njit(cache=True)

@@ -14,15 +14,17 @@ from onnx import helper, numpy_helper
 LIGHT_DIR = Path(onnx.__file__).parent / "backend" / "test" / "data" / "light"
 LIGHT_MODELS = ["bvlc_alexnet", "densenet121", "inception_v1", "inception_v2", "resnet50",
                 "shufflenet", "squeezenet", "vgg19", "zfnet512"]
+ALIASES = {"alexnet": "bvlc_alexnet", "zfnet": "zfnet512"}
 PASS_THROUGH = ("Unsqueeze", "Reshape", "Squeeze", "Identity", "Cast")
 
 
 def light_model_path(name: str) -> Path:
-    return LIGHT_DIR / f"light_{name}.onnx"
+    return LIGHT_DIR / f"light_{ALIASES.get(name, name)}.onnx"
 
 
 def load_reference_output(name: str) -> np.ndarray:
-    return numpy_helper.to_array(onnx.load_tensor(str(LIGHT_DIR / f"light_{name}_output_0.pb")))
+    path = LIGHT_DIR / f"light_{ALIASES.get(name, name)}_output_0.pb"
+    return numpy_helper.to_array(onnx.load_tensor(str(path)))
 
 
 def runtime_inputs(model: onnx.ModelProto) -> list:
@@ -90,10 +92,10 @@ def _random_weight(rng, shape, role, producers, consumers) -> np.ndarray:
     # He et al. 2015: gain 2 when the layer input went through a ReLU, else 1
     gain = 2.0 if op in ("Conv", "Gemm") and _after_relu(node.input[0], producers) else 1.0
     if op == "Conv" and index == 1:
-        return rng.standard_normal(shape) * np.sqrt(gain / np.prod(shape[1:]))
+        return rng.standard_normal(shape, np.float32) * float(np.sqrt(gain / np.prod(shape[1:])))
     if op == "Gemm" and index == 1:
         fan_in = shape[1] if attrs.get("transB", 0) else shape[0]
-        return rng.standard_normal(shape) * np.sqrt(gain / fan_in)
+        return rng.standard_normal(shape, np.float32) * float(np.sqrt(gain / fan_in))
     if op == "BatchNormalization" and index == 1:
         return rng.uniform(0.5, 1.5, shape) * _branch_gain(node, consumers, producers)
     if (op == "BatchNormalization" and index == 4) or op in ("Mul", "Div"):
@@ -185,7 +187,11 @@ def _calibrate_classifier(model: onnx.ModelProto, target_rms: float) -> None:
         return
     logits = run_onnxruntime(model, reference_input(model), [logits_name(model)])[-1]
     factor = target_rms / max(float(np.sqrt(np.mean(np.square(logits)))), 1e-30)
-    params = set(node.input[1:3])
+    params = set()
+    for name in node.input[1:3]:
+        while name in producers and producers[name].op_type in PASS_THROUGH:
+            name = producers[name].input[0]            # e.g. Reshape(weight, shape)
+        params.add(name)
     for tensor in model.graph.initializer:
         if tensor.name in params:
             scaled = numpy_helper.to_array(tensor) * np.float32(factor)

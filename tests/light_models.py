@@ -41,7 +41,8 @@ def reference_input(model: onnx.ModelProto, seed: int | None = None) -> dict:
         if seed is None:
             feeds[value.name] = (np.arange(n).reshape(shape) / n).astype(np.float32)
         else:
-            feeds[value.name] = np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+            rng = np.random.default_rng(seed)
+            feeds[value.name] = rng.standard_normal(shape).astype(np.float32)
     return feeds
 
 
@@ -135,9 +136,23 @@ def with_random_weights(model: onnx.ModelProto, seed: int = 0,
                                                          shape))
     del graph.node[:]
     graph.node.extend(kept)
+    _drop_unused_initializers(graph)
     if logits_rms is not None:
         _calibrate_classifier(out, logits_rms)
     return out
+
+
+def _drop_unused_initializers(graph: onnx.GraphProto) -> None:
+    """Remove the ConstantOfShape shape initializers nothing reads any more."""
+    used = {name for node in graph.node for name in node.input}
+    used |= {value.name for value in graph.output}
+    unused = {t.name for t in graph.initializer if t.name not in used}
+    kept = [t for t in graph.initializer if t.name not in unused]
+    inputs = [v for v in graph.input if v.name not in unused]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
+    del graph.input[:]
+    graph.input.extend(inputs)
 
 
 def logits_name(model: onnx.ModelProto) -> str:

@@ -34,9 +34,13 @@ def load_model(model, input_shapes: dict | None = None) -> Graph:
     graph = proto.graph
     consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     types = _input_types(graph, consts, dict(input_shapes or {}), where)
-    ir = Graph(name=graph.name or Path(where).stem, inputs=list(types), outputs=[],
-               tensors=dict(types), constants={}, nodes=[], opset=opset)
-    _walk(graph, opset, consts, types, ir)
+    name = graph.name or (Path(model).stem if not isinstance(model, onnx.ModelProto) else "model")
+    ir = Graph(name=name, inputs=list(types), outputs=[], tensors=dict(types), constants={},
+               nodes=[], opset=opset)
+    try:
+        _walk(graph, opset, consts, types, ir)
+    except CompileError as exc:
+        raise CompileError(f"{where}: {exc}") from None
     ir.outputs = [_output(o.name, consts, types, ir, where) for o in graph.output]
     return ir.verify()
 
@@ -45,10 +49,9 @@ def load_model(model, input_shapes: dict | None = None) -> Graph:
 
 def _read(model) -> tuple:
     if isinstance(model, onnx.ModelProto):
-        proto = onnx.ModelProto()
-        proto.CopyFrom(model)
-        _load_external(proto, None, "<ModelProto>")
-        return proto, proto.graph.name or "<ModelProto>"
+        where = f"model '{model.graph.name}'"
+        _load_external(model, None, where)                   # refuses; never mutates
+        return model, where
     path = Path(model)
     if not path.is_file():
         raise CompileError(f"{path}: no such ONNX model file")
@@ -103,7 +106,8 @@ def _opset(proto: onnx.ModelProto, where: str) -> int:
     opset = int(versions[0])
     if not OPSET_MIN <= opset <= OPSET_MAX:
         raise CompileError(f"{where}: opset {opset} is not supported; "
-                           f"allowed: {OPSET_MIN}..{OPSET_MAX} (convert with onnx.version_converter)")
+                           f"allowed: {OPSET_MIN}..{OPSET_MAX} "
+                           "(convert it with onnx.version_converter)")
     return opset
 
 

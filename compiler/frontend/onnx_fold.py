@@ -188,11 +188,13 @@ def Not(attrs, inputs, opset):
     return [np.logical_not(inputs[0])]
 
 
-def Sum(attrs, inputs, opset):
-    total = np.asarray(inputs[0])
-    for value in inputs[1:]:
-        total = total + value
-    return [total]
+def _variadic(fn):
+    def fold(attrs, inputs, opset):
+        total = np.asarray(inputs[0])
+        for value in inputs[1:]:
+            total = fn(total, np.asarray(value))
+        return [total]
+    return fold
 
 
 def _reduce(fn, axes_input_since):
@@ -211,10 +213,10 @@ FOLDS = {
     "Identity": Identity, "Cast": Cast, "Gather": Gather, "Unsqueeze": Unsqueeze,
     "Squeeze": Squeeze, "Concat": Concat, "Reshape": Reshape, "Flatten": Flatten,
     "Transpose": Transpose, "Slice": Slice, "Range": Range, "Expand": Expand,
-    "Where": Where, "Dropout": Dropout, "Not": Not, "Sum": Sum,
+    "Where": Where, "Dropout": Dropout, "Not": Not, "Sum": _variadic(np.add),
     "Add": _binary(np.add), "Sub": _binary(np.subtract), "Mul": _binary(np.multiply),
-    "Div": _binary(_divide), "Pow": _binary(np.power), "Min": _binary(np.minimum),
-    "Max": _binary(np.maximum), "Mod": Mod,
+    "Div": _binary(_divide), "Pow": _binary(np.power), "Min": _variadic(np.minimum),
+    "Max": _variadic(np.maximum), "Mod": Mod,
     "Equal": _compare(np.equal), "Less": _compare(np.less), "Greater": _compare(np.greater),
     "LessOrEqual": _compare(np.less_equal), "GreaterOrEqual": _compare(np.greater_equal),
     "Neg": _unary(np.negative), "Abs": _unary(np.abs), "Sqrt": _unary(np.sqrt),

@@ -75,7 +75,8 @@ def Conv(ctx: NodeContext) -> Converted:
         raise ctx.error(f"group={group} does not fit input channels {c} and weight {weight.shape}")
     kernel = _pair(ctx, "kernel_shape", (kh, kw))
     if kernel != (kh, kw):
-        raise ctx.error(f"attribute kernel_shape={list(kernel)} disagrees with weight {weight.shape}")
+        raise ctx.error(f"attribute kernel_shape={list(kernel)} disagrees with "
+                        f"weight shape {weight.shape}")
     strides, dilations = _pair(ctx, "strides", (1, 1)), _pair(ctx, "dilations", (1, 1))
     pads = _window_pads(ctx, (h, w), kernel, strides, dilations)
     out_hw = [window_output(size, k, s, d, pads[i], pads[i + 2])

@@ -138,7 +138,9 @@ def Flatten(ctx: NodeContext) -> Converted:
 def _axes(ctx: NodeContext) -> list | None:
     """Squeeze/Unsqueeze axes: attribute before opset 13, constant input from 13."""
     if ctx.opset >= 13:
-        return [int(a) for a in np.asarray(ctx.const(1, "axes")).ravel()] if ctx.has_input(1) else None
+        if not ctx.has_input(1):
+            return None
+        return [int(a) for a in np.asarray(ctx.const(1, "axes")).ravel()]
     values = ctx.attr("axes")
     return None if values is None else [int(a) for a in values]
 

@@ -4,7 +4,7 @@ so a `--dump-ir` switch can print the graph after every pass.
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from compiler.ir import Graph
 from compiler.passes.dead_code import dead_code

@@ -14,11 +14,17 @@ from compiler.frontend.onnx import load_model
 from compiler.passes import optimize
 from tests.compiler.onnx_builders import check_against_onnxruntime, make_model
 from tests.ir_reference import evaluate
-from tests.light_models import (LIGHT_MODELS, light_model_path, load_reference_output,
-                                logits_name, reference_input, run_onnxruntime,
-                                with_random_weights)
+from tests.light_models import (
+    LIGHT_MODELS,
+    light_model_path,
+    load_reference_output,
+    logits_name,
+    reference_input,
+    run_onnxruntime,
+    with_random_weights,
+)
 
-FAST = ("resnet50", "squeezenet", "shufflenet")
+FAST = ("resnet50", "squeezenet", "shufflenet", "densenet121", "inception_v1", "inception_v2")
 slow = pytest.mark.slow
 
 
@@ -28,7 +34,7 @@ def _models(fast=FAST):
 
 # ---- the light models ----------------------------------------------------------
 
-@pytest.mark.parametrize("name", _models(fast=LIGHT_MODELS[:7]))
+@pytest.mark.parametrize("name", _models(fast=FAST + ("bvlc_alexnet", "zfnet512")))
 def test_light_model_loads_and_verifies(name):
     model = onnx.load(str(light_model_path(name)))
     graph = load_model(light_model_path(name))
@@ -57,7 +63,7 @@ def test_light_model_random_weights_match_onnxruntime(name):
     np.testing.assert_allclose(logits.ravel(), expected[-1].ravel(), rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("name", _models(fast=("resnet50", "squeezenet")))
+@pytest.mark.parametrize("name", _models())
 def test_light_model_original_weights_match_shipped_output(name):
     model = onnx.load(str(light_model_path(name)))
     feeds = reference_input(model)
@@ -292,9 +298,12 @@ def test_opset_outside_7_to_21_is_refused(opset):
     (helper.make_node("LRN", ["x"], ["y"], size=3, name="mp"), "4-D"),
     (helper.make_node("MatMul", ["x", "x"], ["y"], name="mp"), "constant"),
     (helper.make_node("Conv", ["x", "x"], ["y"], name="mp"), "constant"),
+    (helper.make_node("Gemm", ["x", "x"], ["y"], transB=1, name="mp"), "constant"),
+    (helper.make_node("AveragePool", ["x"], ["y"], kernel_shape=[2, 2], pads=[2, 0, 0, 0],
+                      name="mp"), "pads"),
 ])
 def test_unsupported_attribute_values_name_node_and_attribute(node, needle):
-    shape = (1, 2, 4, 4) if node.op_type != "LRN" else (2, 4)
+    shape = (2, 4) if node.op_type in ("LRN", "Gemm") else (1, 2, 4, 4)
     if node.op_type == "MaxPool" and len(node.output) == 2:
         node.output[1] = "idx"
         outputs = {"y": None, "idx": None}
@@ -346,3 +355,39 @@ def test_constant_node_and_numpy_helper_values_fold():
     nodes = [helper.make_node("Constant", [], ["k"], value=value),
              helper.make_node("Mul", ["x", "k"], ["y"])]
     check_against_onnxruntime(make_model(nodes, _x((2, 3)), {"y": None}))
+
+
+@pytest.mark.parametrize("opset", [9, 13])
+def test_constant_subgraph_folds_like_onnxruntime(opset):
+    """Range/Reshape/Transpose/Expand/Where/Cast/Div/Slice/Concat on constants."""
+    if opset >= 13:
+        slice_node = helper.make_node("Slice", ["w", "s0", "s1", "s_ax"], ["sl"])
+        inits = {"s0": np.array([0]), "s1": np.array([-1]), "s_ax": np.array([1])}
+    else:
+        slice_node = helper.make_node("Slice", ["w"], ["sl"], starts=[0], ends=[-1], axes=[1])
+        inits = {}
+    inits.update(start=np.array(0.0, np.float32), limit=np.array(6.0, np.float32),
+                 delta=np.array(1.0, np.float32), shape=np.array([2, 3]),
+                 row=np.array([[7.0, 8.0, 9.0]], np.float32), two=np.array(2.0, np.float32))
+    nodes = [helper.make_node("Range", ["start", "limit", "delta"], ["r"]),
+             helper.make_node("Reshape", ["r", "shape"], ["a"]),
+             helper.make_node("Transpose", ["a"], ["at"]),
+             helper.make_node("Transpose", ["at"], ["b"]),
+             helper.make_node("Expand", ["row", "shape"], ["e"]),
+             helper.make_node("Greater", ["b", "two"], ["mask"]),
+             helper.make_node("Where", ["mask", "b", "e"], ["w"]),
+             slice_node,
+             helper.make_node("Cast", ["sl"], ["si"], to=TensorProto.INT64),
+             helper.make_node("Cast", ["si"], ["sf"], to=TensorProto.FLOAT),
+             helper.make_node("Div", ["sf", "two"], ["half"]),
+             helper.make_node("Concat", ["half", "two_col"], ["k"], axis=1),
+             helper.make_node("Add", ["x", "k"], ["y"])]
+    inits["two_col"] = np.ones((2, 1), np.float32)
+    if opset < 11:                                  # Range is opset 11+
+        nodes[0] = helper.make_node("Constant", [], ["r"], value=numpy_helper.from_array(
+            np.arange(6, dtype=np.float32)))
+        for key in ("start", "limit", "delta"):
+            inits.pop(key)
+    graph = check_against_onnxruntime(make_model(nodes, _x((2, 3)), {"y": None}, inits,
+                                                 opset=opset))
+    assert [n.op for n in graph.nodes] == ["add"]

@@ -13,7 +13,9 @@ IR ops (inputs -> attrs), all float32 today:
   add sub mul div (a, b)   NumPy broadcasting
   affine     (x, scale[C], shift[C])   y = x*scale[c] + shift[c] over axis 1
   maxpool avgpool (x) kernel(2) strides(2) pads(t,l,b,r) count_include_pad
-             (the output shape already reflects ceil_mode)
+             (the output shape already reflects ceil_mode; avgpool divides by the cells
+             inside the input, or with count_include_pad=1 inside input+pads; cells that
+             ceil_mode adds beyond the pads never count, as in onnxruntime)
   lrn        (x) size alpha beta bias      (ONNX LRN, across channels)
   softmax    (x) axis                       (softmax along one axis)
   concat     (x0, x1, ...) axis

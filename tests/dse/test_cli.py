@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pandas as pd
-import pytest
 from onnx import helper
 
 from dse import zoo
@@ -127,7 +126,26 @@ def test_error_exit_code_and_no_traceback_from_a_real_process(tmp_path):
     assert len(proc.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.slow
 def test_default_spec_sweep_runs(capsys, tmp_path):
     code, _, _ = run_cli(capsys, "sweep", SPEC, "--out", tmp_path / "demo")
     assert code == 0 and (tmp_path / "demo" / "index.html").exists()
+
+
+def test_readme_commands_run(capsys, tmp_path):
+    """The README's `dse` lines, with outputs redirected to tmp_path."""
+    onnx.save(zoo.mlp(), tmp_path / "model.onnx")
+    np.savez(tmp_path / "in.npz", x=np.ones((1, 784), np.float32))
+    readme = (ROOT / "README.md").read_text()
+    commands = [line.split("#")[0].split()[1:] for line in readme.splitlines() if line.startswith("dse ")]
+    assert len(commands) >= 7
+    for argv in commands:
+        argv = [a for a in argv if not (a.startswith("[") or a.endswith("]"))]
+        argv = [str(tmp_path / "model.onnx") if a == "model.onnx" else str(tmp_path / "in.npz") if a == "in.npz"
+                else str(tmp_path / a) if a.startswith("runs/") else str(ROOT / a) if a.startswith("hwspecs/") else a
+                for a in argv]
+        if argv[0] == "sweep":
+            argv += ["--out", str(tmp_path / "sweep")]
+            (tmp_path / "quick.yaml").write_text("name: quick\nworkloads: [zoo:mlp]\nsweep:\n  array.rows: [8, 16]\n")
+            argv[1] = str(tmp_path / "quick.yaml")  # the default spec's sweep runs in make demo
+        code, _, err = run_cli(capsys, *argv)
+        assert code == 0, (argv, err)

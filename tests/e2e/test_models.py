@@ -53,7 +53,7 @@ def test_light_model_random_weights_match_onnxruntime(name):
 
 
 @pytest.mark.parametrize("name", ["squeezenet"] + [pytest.param(n, marks=pytest.mark.slow) for n in
-                                                   ["resnet50", "alexnet", "vgg19", "shufflenet"]])
+                                                   ["resnet50"] + SLOW])
 def test_light_model_original_weights_match_shipped_reference(name):
     from tests.light_models import load_reference_output
     model = onnx.load(light_model_path(name))

@@ -14,7 +14,7 @@ from compiler.pipeline import compile_graph
 from compiler.program import Program
 from compiler.targets import lower
 from dse import zoo
-from sim import simulate  # noqa: F401 - re-exported for callers holding a Program
+from sim import simulate
 from sim.stats import Stats
 
 

@@ -97,8 +97,8 @@ class Graph:
         return total
 
     def parameter_count(self) -> int:
-        return int(sum(int(np.prod(c.shape)) for n, c in self.constants.items()
-                       if any(n in node.inputs for node in self.nodes)))
+        used = {name for node in self.nodes for name in node.inputs}
+        return int(sum(int(np.prod(c.shape)) for n, c in self.constants.items() if n in used))
 
     def verify(self) -> "Graph":
         """Check the contract; raise CompileError naming the first bad node."""

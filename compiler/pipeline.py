@@ -9,9 +9,12 @@ from compiler.passes import optimize
 from compiler.targets import lower
 
 
-def compile_graph(model, input_shapes=None):
-    """Front end and passes: an optimised, verified Graph."""
-    return optimize(load_model(model, input_shapes=input_shapes) if input_shapes else load_model(model))
+def compile_graph(model, input_shapes=None, after_pass=None):
+    """Front end and passes: an optimised, verified Graph; `after_pass(name, graph)` sees each step."""
+    graph = load_model(model, input_shapes=input_shapes)
+    if after_pass is not None:
+        after_pass("frontend", graph)
+    return optimize(graph, after_pass)
 
 
 def compile_model(model, spec, input_shapes=None):

@@ -10,9 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from compiler import spec as specmod
-from compiler.pipeline import compile_graph
+from compiler.pipeline import compile_model
 from compiler.program import Program
-from compiler.targets import lower
 from dse import zoo
 from sim import simulate
 from sim.stats import Stats
@@ -41,7 +40,7 @@ def random_inputs(program: Program, seed: int = 0) -> dict:
 
 
 def compile(model, hw="hwspecs/systolic.yaml") -> Program:  # noqa: A001 - mirrors `dse compile`
-    return lower(compile_graph(zoo.resolve(model)), load_spec(hw))
+    return compile_model(zoo.resolve(model), load_spec(hw))
 
 
 def run(model, hw="hwspecs/systolic.yaml", inputs=None, timing_only=False, ideal_memory=False,

@@ -72,21 +72,19 @@ def cmd_run(args) -> None:
 
 
 def cmd_compile(args) -> None:
-    from compiler.frontend.onnx import load_model
-    from compiler.passes import PASSES
+    from compiler.pipeline import compile_graph
     from compiler.targets import lower
     from dse.api import load_spec
     from dse.zoo import resolve
     spec = load_spec(args.hw)
-    graph = load_model(resolve(args.model))
-    dump = Path(args.dump_ir) if args.dump_ir else None
-    if dump:
+    dump, steps = (Path(args.dump_ir) if args.dump_ir else None), []
+
+    def write_step(name, graph):
         dump.mkdir(parents=True, exist_ok=True)
-        (dump / "00_frontend.txt").write_text(str(graph))
-    for i, (name, fn) in enumerate(PASSES, 1):
-        graph = fn(graph).verify()
-        if dump:
-            (dump / f"{i:02d}_{name}.txt").write_text(str(graph))
+        (dump / f"{len(steps):02d}_{name}.txt").write_text(str(graph))
+        steps.append(name)
+
+    graph = compile_graph(resolve(args.model), after_pass=write_step if dump else None)
     print(lower(graph, spec))
 
 

@@ -21,12 +21,6 @@ from dse import zoo
 from dse.report import write_report
 from sim import simulate
 
-RESULT_UNITS = {
-    "total_cycles": "cycles", "latency_s": "s", "macs": "MACs", "utilisation": "fraction of PE-cycles doing MACs",
-    "pe_count": "PEs (rows x cols)", "dram_bytes": "bytes", "instructions": "count",
-}
-
-
 def grid(spec) -> list:
     """List of {field path: value} for the cross product of the spec's sweep lists."""
     sweep = spec.sweep or {}

@@ -199,9 +199,11 @@ def execute(opcode, operands, desc_int, desc_float, dram, spad_in, spad_w, acc):
                 spad_w[dst + k * tn: dst + (k + 1) * tn] = dram[src + k * stride: src + k * stride + tn]
         elif op == LOAD_BIAS:
             src, tm, tn, dst = a[0], a[1], a[2], a[3] // 4
-            for m in range(tm):
-                for j in range(tn):
-                    acc[dst + m * tn + j] = dram[src // 4 + j] if src >= 0 else 0.0
+            if src < 0:
+                acc[dst:dst + tm * tn] = 0.0
+            else:
+                for m in range(tm):
+                    acc[dst + m * tn: dst + (m + 1) * tn] = dram[src // 4: src // 4 + tn]
         elif op == MATMUL:
             matmul(spad_in, a[0] // 4, spad_w, a[1] // 4, acc, a[2] // 4, a[3], a[4], a[5])
         elif op == STORE_TILE:

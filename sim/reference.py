@@ -12,6 +12,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from compiler.program import CONV, OPCODE_NAMES, Program
+from sim.run import place_inputs, read_outputs
 
 
 def _im2col(dram, g, m0, tm, k0, tk):
@@ -101,9 +102,7 @@ def _pool(dram, g, is_max):
 def execute(program: Program, inputs: dict) -> dict:
     """Outputs of `program` on `inputs`, computed instruction by instruction in NumPy."""
     dram = program.dram_image().view(np.float32)
-    for name in program.inputs:
-        region = program.regions[name]
-        dram[region.offset // 4: region.offset // 4 + region.nbytes // 4] = np.asarray(inputs[name], np.float32).ravel()
+    place_inputs(program, inputs, dram)
     mem = {name: np.zeros(max(size // 4, 1), np.float32) for name, size in program.onchip.items()}
     spad, wbuf, acc = mem["input_scratchpad"], mem["weight_scratchpad"], mem["accumulator"]
     ins = program.instructions
@@ -129,5 +128,4 @@ def execute(program: Program, inputs: dict) -> dict:
             _store(dram, program.desc_int[a[0]], tile, a[2], a[4])
         else:
             _vector(op, dram, program.desc_int[a[0]], program.desc_float[a[0]])
-    return {name: dram[r.offset // 4: r.offset // 4 + r.nbytes // 4].reshape(r.shape).copy()
-            for name, r in ((n, program.regions[n]) for n in program.outputs)}
+    return read_outputs(program, dram)

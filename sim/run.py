@@ -22,7 +22,8 @@ class SimResult:
     stats: Stats
 
 
-def _place_inputs(program: Program, inputs: dict, dram: np.ndarray) -> None:
+def place_inputs(program: Program, inputs: dict, dram: np.ndarray) -> None:
+    """Write each graph input into its DRAM region (float32 view), checking names and shapes."""
     missing = [n for n in program.inputs if n not in inputs]
     if missing:
         raise SimError(f"missing input(s) {', '.join(missing)}; the model takes {', '.join(program.inputs)}")
@@ -34,6 +35,12 @@ def _place_inputs(program: Program, inputs: dict, dram: np.ndarray) -> None:
         dram[region.offset // 4: region.offset // 4 + value.size] = value.astype(np.float32).ravel()
 
 
+def read_outputs(program: Program, dram: np.ndarray) -> dict:
+    """Copy each graph output's DRAM region (float32 view) into an array of its shape."""
+    return {name: dram[r.offset // 4: r.offset // 4 + r.nbytes // 4].reshape(r.shape).copy()
+            for name, r in ((n, program.regions[n]) for n in program.outputs)}
+
+
 def simulate(program: Program, inputs: dict | None = None, timing_only: bool = False,
              ideal_memory: bool = False) -> SimResult:
     """Execute `program`; `inputs` maps graph input names to arrays (required unless timing_only)."""
@@ -42,15 +49,12 @@ def simulate(program: Program, inputs: dict | None = None, timing_only: bool = F
         if inputs is None:
             raise SimError("functional simulation needs inputs (or use timing_only=True)")
         dram = program.dram_image().view(np.float32)
-        _place_inputs(program, inputs, dram)
+        place_inputs(program, inputs, dram)
         onchip = {name: np.zeros(max(size // 4, 1), np.float32) for name, size in program.onchip.items()}
         ins = program.instructions
         kernels.execute(ins.opcode, ins.operands, program.desc_int, program.desc_float, dram,
                         onchip["input_scratchpad"], onchip["weight_scratchpad"], onchip["accumulator"])
-        for name in program.outputs:
-            region = program.regions[name]
-            n = int(np.prod(region.shape))
-            outputs[name] = dram[region.offset // 4: region.offset // 4 + n].reshape(region.shape).copy()
+        outputs = read_outputs(program, dram)
     cycles = TIMING[program.target](program, ideal_memory)
     ins = program.instructions
     start, finish = kernels.schedule(ins.engine, cycles, ins.dep_ptr, ins.dep_idx, len(ENGINES))

@@ -41,7 +41,7 @@ class Stats:
     instructions: int = 0
 
     def to_dict(self) -> dict:
-        return {"definitions": DEFINITIONS, **{k: v for k, v in self.__dict__.items()}}
+        return {"definitions": DEFINITIONS, **self.__dict__}
 
     def flat(self) -> dict:
         row = {k: v for k, v in self.__dict__.items() if not isinstance(v, (dict, list))}
@@ -50,14 +50,15 @@ class Stats:
         return row
 
 
-def _level_bytes(program: Program, mask: np.ndarray) -> dict:
+def _level_bytes(program: Program, rows) -> dict:
+    """Bytes per memory level moved by the instructions `rows` (an index array or slice)."""
     ins = program.instructions
-    op, ops = ins.opcode[mask], ins.operands[mask]
-    onchip = ins.onchip_bytes[mask]
+    op, ops = ins.opcode[rows], ins.operands[rows]
+    onchip = ins.onchip_bytes[rows]
     mm = op == OPCODE_ID["matmul"]
     tm, tk, tn = ops[mm, 3], ops[mm, 4], ops[mm, 5]
     return {
-        "dram": int(ins.dram_bytes[mask].sum()),
+        "dram": int(ins.dram_bytes[rows].sum()),
         "input_scratchpad": int(onchip[op == OPCODE_ID["load_im2col"]].sum() + 4 * (tm * tk).sum()),
         "weight_scratchpad": int(onchip[op == OPCODE_ID["load_weights"]].sum() + 4 * (tk * tn).sum()),
         "accumulator": int(onchip[(op == OPCODE_ID["load_bias"]) | (op == OPCODE_ID["store_tile"])].sum()
@@ -84,18 +85,16 @@ def collect(program: Program, cycles: np.ndarray, start: np.ndarray, finish: np.
         span = int(finish[idx].max() - start[idx].min())
         engine = ENGINE_ID["matrix"] if layer.op in ("conv", "gemm") else ENGINE_ID["vector"]
         compute = int(cycles[idx][ins.engine[idx] == engine].sum())
-        mask = np.zeros(len(ins), bool)
-        mask[idx] = True
         layers.append({
             "name": layer.name, "op": layer.op, "macs": layer.macs, "cycles": span,
             "compute_cycles": compute, "stall_cycles": max(span - compute, 0),
             "utilisation": layer.macs / (span * pes) if span and layer.macs else 0.0,
             "start_cycle": int(start[idx].min()), "instructions": int(len(idx)),
-            "bytes": _level_bytes(program, mask), "mapping": layer.mapping,
+            "bytes": _level_bytes(program, idx), "mapping": layer.mapping,
         })
     return Stats(total_cycles=total, latency_s=latency, macs=macs,
                  utilisation=macs / (total * pes) if total else 0.0,
                  achieved_ops_per_s=2 * macs / latency if latency else 0.0,
                  engine_busy_cycles={e: busy[e] for e in ENGINES},
-                 bytes=_level_bytes(program, np.ones(len(ins), bool)), layers=layers,
+                 bytes=_level_bytes(program, slice(None)), layers=layers,
                  ideal_memory=ideal_memory, instructions=len(ins))

@@ -23,11 +23,35 @@ DATAFLOWS = ("weight_stationary", "output_stationary", "input_stationary")
 # fp32 is the datapath built today; the integer and low-precision types are
 # declared so specs written now stay valid when those datapaths land.
 DATATYPES = ("fp32", "fp16", "bf16", "int8", "uint8", "int16", "int32")
+DATATYPE_BITS = {"fp32": 32, "fp16": 16, "bf16": 16, "int8": 8, "uint8": 8, "int16": 16, "int32": 32}
 IMPLEMENTED_DATATYPES = ("fp32",)
+# Off-chip memory families the technology tables price (hwspecs/tech/*.yaml, dram_pj_per_bit).
+DRAM_TYPES = ("ddr4", "lpddr5", "hbm2")
+# Technology tables live here as <name>.yaml; a spec names one or gives a path to a .yaml file.
+TECH_DIR = Path(__file__).resolve().parents[1] / "hwspecs" / "tech"
 
 
-def _f(default, doc: str, *, minimum=None, choices=None):
-    return field(default=default, metadata={"doc": doc, "min": minimum, "choices": choices})
+def technologies() -> tuple:
+    """Names of the bundled technology tables (hwspecs/tech/<name>.yaml)."""
+    return tuple(sorted(p.stem for p in TECH_DIR.glob("*.yaml")))
+
+
+def technology_path(value: str) -> Path:
+    """The table file a `technology` value names: a bundled name or a path to a .yaml file."""
+    return Path(value) if value.endswith((".yaml", ".yml")) else TECH_DIR / f"{value}.yaml"
+
+
+def _check_technology(value: str) -> str | None:
+    if technology_path(value).is_file():
+        return None
+    return (f"allowed: {', '.join(technologies())} (tables in {TECH_DIR}) "
+            f"or a path to a .yaml technology table")
+
+
+def _f(default, doc: str, *, minimum=None, choices=None, check=None):
+    """A spec field: default, one-line doc, and its constraint (minimum, choices, or a
+    `check(value)` returning None when valid, else the 'allowed: ...' text)."""
+    return field(default=default, metadata={"doc": doc, "min": minimum, "choices": choices, "check": check})
 
 
 @dataclass(frozen=True)
@@ -54,6 +78,7 @@ class MemorySpec:
     scratchpad_bytes_per_cycle: int = _f(64, "bytes per cycle per bank", minimum=1)
     dram_gbps: float = _f(25.6, "DRAM bandwidth (GB/s; 25.6 = one DDR4-3200 channel)", minimum=0.001)
     dram_latency_cycles: int = _f(100, "DRAM access latency per DMA transfer (cycles)", minimum=0)
+    dram_type: str = _f("ddr4", "DRAM family, priced per byte by the technology table", choices=DRAM_TYPES)
     double_buffer: bool = _f(True, "split scratchpads in two so loads overlap compute")
 
 
@@ -67,6 +92,8 @@ class SystolicSpec:
     name: str = _f("systolic", "spec name; reports go to reports/<name>/")
     target: str = _f("systolic", "which target lowers to this hardware", choices=("systolic",))
     clock_ghz: float = _f(1.0, "core clock (GHz)", minimum=0.001)
+    technology: str = _f("45nm", "energy/area table: hwspecs/tech/<name>.yaml, or a path to a .yaml table",
+                         check=_check_technology)
     array: ArraySpec = field(default_factory=ArraySpec, metadata={"doc": "the PE array"})
     datatypes: DatatypeSpec = field(default_factory=DatatypeSpec, metadata={"doc": "datapath types"})
     memory: MemorySpec = field(default_factory=MemorySpec, metadata={"doc": "on-chip and DRAM memories"})
@@ -110,6 +137,9 @@ def _check_scalar(value, tp, path: str, meta: dict, where: str):
         raise SpecError(f"{where}: field '{path}' is {value!r}; allowed: {', '.join(choices)}")
     if minimum is not None and value < minimum:
         raise SpecError(f"{where}: field '{path}' is {value!r}; must be >= {minimum}")
+    problem = meta["check"](value) if meta.get("check") else None
+    if problem:
+        raise SpecError(f"{where}: field '{path}' is {value!r}; {problem}")
     return value
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from compiler.errors import CompileError, SpecError
+from dse.space import STRATEGIES
 from sim.errors import SimError
 
 USER_ERRORS = (CompileError, SpecError, SimError)
@@ -30,9 +31,23 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--hw", default="hwspecs/systolic.yaml")
     c.add_argument("--dump-ir", help="also write the Graph after each pass into this folder")
     sub.add_parser("models", help="list bundled workloads (zoo:NAME) with MACs and parameters")
-    s = sub.add_parser("sweep", help="evaluate the spec's sweep grid; write results.csv and index.html")
+    s = sub.add_parser("sweep", help="explore the spec's design space; results store, points.csv, index.html")
     s.add_argument("spec")
     s.add_argument("--out", help="report folder (default reports/<spec name>)")
+    s.add_argument("--strategy", choices=STRATEGIES, help="override sweep.strategy")
+    s.add_argument("--budget", type=int, help="design points to evaluate (random, lhs, nsga2)")
+    s.add_argument("--seed", type=int, help="override sweep.seed")
+    s.add_argument("--workers", type=int, help="local worker processes (default: one per core)")
+    s.add_argument("--scheduler", help="Dask scheduler address (tcp://host:8786): run on that cluster")
+    s.add_argument("--resume", action="store_true",
+                   help="finish an interrupted sweep (re-running always skips what the store holds)")
+    pa = sub.add_parser("pareto", help="print the Pareto front of a finished sweep")
+    pa.add_argument("folder", help="a sweep's report folder")
+    pa.add_argument("--objectives", help="comma-separated metrics (default: the sweep's); name:max to maximise")
+    e = sub.add_parser("export", help="write a sweep's stored evaluations as CSV or Parquet")
+    e.add_argument("folder")
+    e.add_argument("--format", choices=("csv", "parquet"), default="csv")
+    e.add_argument("--out", help="file to write (default FOLDER/evaluations.FORMAT)")
     return p
 
 
@@ -97,21 +112,46 @@ def cmd_models(args) -> None:
         print(f"zoo:{name:<14}{graph.macs():>16,d}{graph.parameter_count():>14,d}")
 
 
-def cmd_sweep(args) -> None:
+def cmd_sweep(args) -> int:
+    from dse.store import STORE_FILE
     from dse.sweep import sweep
-    sweep(args.spec, out=args.out)
+    if args.resume and args.out and not (Path(args.out) / STORE_FILE).exists():
+        print(f"--resume: no store in {args.out} yet; starting the sweep", file=sys.stderr)
+    result = sweep(args.spec, out=args.out, strategy=args.strategy, budget=args.budget, seed=args.seed,
+                   workers=args.workers, scheduler=args.scheduler)
+    return 130 if result.interrupted else 0
+
+
+def cmd_pareto(args) -> None:
+    from dse.sweep import pareto_table
+    print(pareto_table(args.folder, args.objectives))
+
+
+def cmd_export(args) -> None:
+    from dse.sweep import load
+    df = load(args.folder)
+    out = Path(args.out) if args.out else Path(args.folder) / f"evaluations.{args.format}"
+    if args.format == "parquet":
+        try:
+            df.to_parquet(out, index=False)
+        except ImportError:
+            raise SpecError("Parquet export needs pyarrow: pip install 'accel-dse[parquet]'") from None
+    else:
+        df.to_csv(out, index=False)
+    print(f"wrote {out} ({len(df)} evaluations)")
 
 
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
-        {"run": cmd_run, "compile": cmd_compile, "models": cmd_models, "sweep": cmd_sweep}[args.command](args)
+        commands = {"run": cmd_run, "compile": cmd_compile, "models": cmd_models, "sweep": cmd_sweep,
+                    "pareto": cmd_pareto, "export": cmd_export}
+        return commands[args.command](args) or 0
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except BrokenPipeError:
         return 0
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,84 +1,283 @@
-"""`dse sweep`: expand a spec's `sweep:` grid, evaluate every design point on every
-workload in timing mode, and write reports/<spec name>/results.csv and index.html.
+"""`dse sweep`: explore the design space a spec describes, durably.
 
-Each workload is compiled to a Graph once; each point is lowered and timed. A point
-that cannot be mapped is recorded as infeasible with the reason; the sweep goes on.
+Read top to bottom, a sweep is: load the spec -> parse its space (dse.space)
+and workloads -> the strategy proposes a batch of points -> each point's
+Spec is built and checked against the parameter constraints -> evaluations
+not already in the store run on the executor (in-process, local pool or Dask)
+and are committed as they finish -> each finished point's metrics go back to
+the strategy -> repeat -> write points.csv, results.csv, sweep.json and
+index.html next to the store. Ctrl-C stops cleanly: what finished is kept,
+and running the same command again finishes the rest without recomputing.
 """
 from __future__ import annotations
 
-import itertools
+import json
+import math
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from compiler import spec as specmod
-from compiler.errors import CompileError, SpecError
-from compiler.pipeline import compile_graph
-from compiler.targets import lower
-from dse import zoo
+from compiler.errors import SpecError
+from dse import executors, strategies
+from dse import space as spacemod
+from dse import workloads as workloadsmod
+from dse.evaluate import Task, point_metrics
+from dse.pareto import non_dominated, ranks
+from dse.progress import Progress
 from dse.report import write_report
-from sim import simulate
+from dse.store import STORE_FILE, Store, evaluation_key, point_key
 
-def grid(spec) -> list:
-    """List of {field path: value} for the cross product of the spec's sweep lists."""
-    sweep = spec.sweep or {}
-    for path, values in sweep.items():
-        if not isinstance(values, list) or not values:
-            raise SpecError(f"sweep: field '{path}' must be a non-empty list of values, got {values!r}")
-        specmod.replace_path(spec, path, values[0])  # validates the path early
-    keys = list(sweep)
-    return [dict(zip(keys, combo)) for combo in itertools.product(*(sweep[k] for k in keys))]
+SWEEP_FILE = "sweep.json"
 
 
-def apply(spec, point: dict):
-    for path, value in point.items():
-        spec = specmod.replace_path(spec, path, value)
-    return spec
+@dataclass
+class SweepResult:
+    folder: Path
+    points: pd.DataFrame        # one row per design point: parameters, metrics, front rank
+    evaluations: pd.DataFrame   # one row per (design point, workload): the full stats
+    interrupted: bool = False
+    computed: int = 0           # evaluations run by this call (the rest came from the store)
+    summary: str = ""
 
 
-def evaluate(graph, spec) -> dict:
-    """Timing-only evaluation of one (workload graph, design point)."""
-    program = lower(graph, spec)
-    stats = simulate(program, timing_only=True).stats
-    row = stats.flat()
-    row.update(feasible=True, reason="", pe_count=spec.array.rows * spec.array.cols)
-    return row
+@dataclass
+class _Point:
+    indices: tuple
+    point: dict
+    key: str = ""
+    reason: str = ""                    # why infeasible ('' when feasible)
+    records: dict = field(default_factory=dict)   # evaluation key -> record
+    metrics: dict = field(default_factory=dict)
+    waiting: int = 0                    # evaluations not finished yet
+    reused: bool = False                # every evaluation came from the store
 
 
-def sweep(spec_path, out=None, log=None) -> pd.DataFrame:
-    """Run the sweep a spec file describes; returns the results table (also written to disk)."""
-    log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+def _chunks(tasks: list, workers: int) -> list:
+    """Several tasks per message keeps IPC small next to ~10 ms evaluations; small
+    enough that all workers stay busy and each commit loses little on a kill."""
+    size = max(1, min(16, len(tasks) // (4 * max(workers, 1)) or 1))
+    return [tasks[i:i + size] for i in range(0, len(tasks), size)]
+
+
+def sweep(spec_path, out=None, strategy=None, budget=None, seed=None, workers=None, scheduler=None,
+          stream=None) -> SweepResult:
+    """Run the sweep a spec file describes (options override the spec's `sweep:` section)."""
+    stream = stream or sys.stderr
+    t0 = time.perf_counter()
     spec = specmod.load(spec_path)
-    out = Path(out) if out else Path("reports") / spec.name
-    points = grid(spec)
-    rows, t0 = [], time.perf_counter()
-    total = len(points) * len(spec.workloads)
-    for workload in spec.workloads:
-        graph = compile_graph(zoo.resolve(workload))
-        for point in points:
-            row = {"workload": workload, **point}
-            try:
-                row.update(evaluate(graph, apply(spec, point)))
-            except CompileError as exc:
-                row.update(feasible=False, reason=str(exc))
-            rows.append(row)
-            done = len(rows)
-            rate = done / (time.perf_counter() - t0)
-            log(f"[{done}/{total}] {workload} {point} -> "
-                + (f"{row['latency_s'] * 1e3:.3f} ms" if row["feasible"] else "infeasible")
-                + f"  ({rate:.1f} points/s)")
+    raw = dict(spec.sweep or {})
+    raw.update({k: v for k, v in (("strategy", strategy), ("budget", budget), ("seed", seed)) if v is not None})
+    space = spacemod.parse(spec, raw)
+    workloads = workloadsmod.parse(spec.workloads)
+    folder = Path(out) if out else Path("reports") / spec.name
+    search = strategies.make(space, len(space.objectives))
+    store = Store(folder)
+    total = min(space.budget, space.size) if space.budget is not None else space.size
+    print(f"sweep {spec.name}: {len(space.parameters)} parameters, {space.size} points in the space, "
+          f"strategy {space.strategy}, {total} to evaluate x {len(workloads)} workloads; "
+          f"store {folder / STORE_FILE}", file=stream, flush=True)
+    executor = None             # started when the first evaluation is not in the store
+    progress = Progress(total, stream)
+    points: dict = {}           # indices -> _Point
+    front_values: list = []
+    interrupted, computed = False, 0
+    try:
+        while (batch := search.propose()) is not None:
+            fresh = [idx for idx in dict.fromkeys(batch) if idx not in points]
+            tasks, waiting = _prepare(space, workloads, store, fresh, points)
+            for idx in fresh:
+                if points[idx].waiting == 0:
+                    _finish(space, points[idx], workloads, front_values)
+            _report_progress(progress, points, front_values, total)
+            if tasks and executor is None:
+                executor = executors.make(workers, scheduler, workloads)
+                print(f"evaluating on {executor.description}", file=stream, flush=True)
+            for _, records in (executor.run(_chunks(tasks, getattr(executor, "workers", 1))) if tasks else ()):
+                for record in records:
+                    store.put(record)
+                    computed += 1
+                    for p in waiting.pop(record["key"]):
+                        p.records[record["key"]] = record
+                        p.waiting -= 1
+                        if p.waiting == 0:
+                            _finish(space, p, workloads, front_values)
+                _report_progress(progress, points, front_values, total)
+            search.tell({idx: _objective_values(space, points[idx]) for idx in set(batch)})
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        if executor is not None:
+            executor.close()
+        _report_progress(progress, points, front_values, total, force=True)
+        progress.close()
+    result = _write_outputs(folder, spec_path, space, workloads, store, points, interrupted, computed)
+    store.close()
+    result.summary = _summary(result, space, time.perf_counter() - t0)
+    print(result.summary, file=stream, flush=True)
+    return result
+
+
+def _prepare(space, workloads, store, fresh, points):
+    """Build the points of a batch. Returns the tasks for evaluations not in the store
+    and, per task key, the points waiting for it (two value choices can make one Spec)."""
+    tasks, waiting = {}, {}
+    for idx in fresh:
+        p = points[idx] = _Point(idx, space.point(idx))
+        try:
+            spec = space.spec_of(p.point)
+        except SpecError as exc:
+            p.reason = str(exc)
+            continue
+        p.key = point_key(spec)
+        p.reason = space.violated(spec)
+        if p.reason:
+            continue
+        keys = {evaluation_key(p.key, w.identity): w for w in workloads}
+        p.records = store.records(keys)
+        p.reused = len(p.records) == len(keys)
+        for key, workload in keys.items():
+            if key not in p.records:
+                tasks.setdefault(key, Task(key, p.key, p.point, workload, spec))
+                waiting.setdefault(key, []).append(p)
+                p.waiting += 1
+    return list(tasks.values()), waiting
+
+
+def _finish(space, p: _Point, workloads, front_values: list) -> None:
+    """All of a point's evaluations are in: aggregate, check result constraints."""
+    if p.reason:
+        return
+    bad = [r for r in p.records.values() if not r["feasible"]]
+    if bad:
+        p.reason = f"{bad[0]['workload']}: {bad[0]['reason']}"
+        return
+    p.metrics = point_metrics(list(p.records.values()), workloads)
+    p.reason = space.violated_by_results(p.metrics)
+    if not p.reason:
+        front_values.append(_objective_values(space, p))
+
+
+def _objective_values(space, p: _Point):
+    if p.reason or not p.metrics:
+        return None
+    return tuple(p.metrics[o.name] * o.sign for o in space.objectives)
+
+
+def _report_progress(progress, points, front_values, total, force=False) -> None:
+    if not (force or progress.due()):
+        return
+    finished = [p for p in points.values() if p.waiting == 0]
+    reused = sum(1 for p in finished if p.reused)
+    front = int(non_dominated(np.array(front_values)).sum()) if front_values else 0
+    progress.update(min(len(finished), total), len(front_values), front, reused, force=True)
+
+
+def points_frame(space, points) -> pd.DataFrame:
+    """One row per design point: its parameters, feasible/reason, metrics, Pareto rank."""
+    rows = []
+    for p in points.values():
+        if p.waiting:
+            continue  # interrupted before all its workloads finished
+        rows.append({**p.point, "point_key": p.key, "feasible": not p.reason, "reason": p.reason,
+                     **{m: p.metrics.get(m, math.nan) for m in spacemod.METRICS}})
     df = pd.DataFrame(rows)
-    out.mkdir(parents=True, exist_ok=True)
-    df.to_csv(out / "results.csv", index=False)
-    write_report(df, spec, list(points[0]) if points else [], out / "index.html")
-    log(f"wrote {out / 'results.csv'} and {out / 'index.html'} "
-        f"({int(df['feasible'].sum())} feasible of {len(df)} in {time.perf_counter() - t0:.1f} s)")
+    if len(df):
+        objectives = df[[o.name for o in space.objectives]].to_numpy(float) \
+            * np.array([o.sign for o in space.objectives])
+        objectives[~df["feasible"].to_numpy()] = np.nan
+        df["pareto_rank"] = ranks(objectives)
+        df["on_front"] = df["pareto_rank"] == 0
     return df
 
 
-def load(path) -> pd.DataFrame:
-    """Results of a finished sweep (a report folder or its results.csv) as a DataFrame."""
+def _write_outputs(folder, spec_path, space, workloads, store, points, interrupted, computed) -> SweepResult:
+    keys = [k for p in points.values() for k in p.records]
+    evaluations = store.frame(keys)
+    pts = points_frame(space, points)
+    evaluations.to_csv(folder / "results.csv", index=False)
+    pts.to_csv(folder / "points.csv", index=False)
+    (folder / SWEEP_FILE).write_text(json.dumps({
+        "spec": str(spec_path), "strategy": space.strategy, "budget": space.budget, "seed": space.seed,
+        "parameters": space.parameters, "objectives": [[o.name, o.direction] for o in space.objectives],
+        "workloads": [[w.model, w.batch, w.weight] for w in workloads], "interrupted": interrupted,
+        "point_keys": sorted({p.key for p in points.values() if p.key}),
+    }, indent=1))
+    write_report(pts, evaluations, space, workloads, folder / "index.html")
+    return SweepResult(folder, pts, evaluations, interrupted, computed)
+
+
+def _summary(result: SweepResult, space, seconds: float) -> str:
+    pts = result.points
+    feasible = int(pts["feasible"].sum()) if len(pts) else 0
+    lines = [("interrupted: " if result.interrupted else "done: ")
+             + f"{len(pts)} points ({feasible} feasible, {int(pts['on_front'].sum()) if len(pts) else 0} "
+             f"on the Pareto front of {', '.join(o.name for o in space.objectives)}) in {seconds:.1f} s; "
+             f"{result.computed} evaluations computed, the rest reused from the store"]
+    if feasible:
+        ok = pts[pts["feasible"]]
+        for o in space.objectives:
+            if ok[o.name].isna().all():
+                lines.append(f"  {o.name}: not available from this target's stats")
+                continue
+            best = ok.loc[ok[o.name].idxmin() if o.direction == "min" else ok[o.name].idxmax()]
+            params = ", ".join(f"{k}={best[k]}" for k in space.parameters)
+            unit = spacemod.METRICS[o.name][0]
+            figure = f"{best[o.name]:.4g} {unit}"
+            lines.append(f"  best {o.name:<18} {figure:<18} at {params}")
+    lines.append(f"wrote {result.folder}/: points.csv, results.csv, {STORE_FILE}, index.html")
+    if result.interrupted:
+        lines.append("run the same command again to finish: stored evaluations are not recomputed")
+    return "\n".join(lines)
+
+
+def load(path, level: str = "evaluations") -> pd.DataFrame:
+    """A sweep's results as a DataFrame: `evaluations` (one row per design point and
+    workload, everything in the store) or `points` (one row per design point of the
+    last sweep written there, with its metrics and Pareto rank)."""
     path = Path(path)
+    if level == "points":
+        return pd.read_csv(path / "points.csv" if path.is_dir() else path)
+    if level != "evaluations":
+        raise ValueError(f"level must be 'evaluations' or 'points', got {level!r}")
+    if path.is_dir() and (path / STORE_FILE).exists():
+        with Store(path) as store:
+            return store.frame()
     return pd.read_csv(path / "results.csv" if path.is_dir() else path)
+
+
+def pareto_table(folder, objectives: str | None = None) -> str:
+    """The Pareto front of a finished sweep as a text table (`dse pareto`)."""
+    folder = Path(folder)
+    try:
+        meta = json.loads((folder / SWEEP_FILE).read_text())
+        pts = pd.read_csv(folder / "points.csv")
+    except (OSError, ValueError) as exc:
+        raise SpecError(f"{folder}: no finished sweep there ({exc})") from None
+    if objectives:
+        chosen = []
+        for item in objectives.split(","):
+            name, _, direction = item.strip().partition(":")
+            name = spacemod.metric_name(name, "--objectives")
+            direction = direction or spacemod.METRICS[name][1]
+            if direction not in ("min", "max"):
+                raise SpecError(f"--objectives: direction of '{name}' is {direction!r}; allowed: min, max")
+            chosen.append((name, direction))
+    else:
+        chosen = [tuple(o) for o in meta["objectives"]]
+    ok = pts[pts["feasible"].astype(bool)]
+    values = ok[[n for n, _ in chosen]].to_numpy(float) * np.array([1.0 if d == "min" else -1.0 for _, d in chosen])
+    front = ok[non_dominated(values)].sort_values(chosen[0][0])
+    params = list(meta["parameters"])
+    header = [*params, *(f"{n} ({spacemod.METRICS[n][0]})" for n, _ in chosen)]
+    body = [[str(r[p]) for p in params] + [f"{r[n]:.4g}" for n, _ in chosen] for _, r in front.iterrows()]
+    widths = [max(len(h), *(len(row[i]) for row in body)) if body else len(h) for i, h in enumerate(header)]
+    lines = [f"Pareto front of {len(ok)} feasible points ({len(front)} on it), "
+             + ", ".join(f"{d}imise {n}" for n, d in chosen),
+             "  ".join(h.ljust(w) for h, w in zip(header, widths))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in body]
+    return "\n".join(lines)

@@ -1,4 +1,5 @@
-"""Stats of one simulated run: totals, per layer and per engine, with units.
+"""Stats of one simulated run: totals, per layer and per engine, with units, and
+the energy, area and power that sim/energy.py prices from the action counts.
 
 Every key a user sees is defined in DEFINITIONS (unit and one line). Stats
 serialise to JSON (`to_dict`) and flatten to one row (`flat`) for the explorer.
@@ -10,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from compiler.program import ENGINE_ID, ENGINES, OPCODE_ID, Program
+from sim import energy as energy_model
 
 DEFINITIONS = {
     "total_cycles": "cycles: from the first instruction's start to the last one's finish",
@@ -23,6 +25,28 @@ DEFINITIONS = {
     "layer.compute_cycles": "cycles the layer's compute engine (matrix or vector) is busy",
     "layer.stall_cycles": "layer.cycles - layer.compute_cycles: waiting on memory or dependencies",
     "layer.utilisation": "fraction: layer macs / (layer cycles x PE count); 0 for vector-unit layers",
+    "layer.vector_ops": "the layer's vector-unit element-ops",
+    "layer.energy_j": "J: the layer's dynamic energy (MACs, vector ops, bytes moved); leakage excluded",
+    "vector_ops": "element-ops of the vector unit (pooling, eltwise, softmax, ...) per inference",
+    "technology": "technology table that priced energy and area (hwspecs/tech/<name>.yaml)",
+    "energy_j": "J per inference: sum of energy_by_component_j",
+    "area_mm2": "mm^2: sum of area_by_component_mm2 (PE array, vector unit, SRAMs; no I/O or wiring)",
+    "power_w": "W: energy_j / latency_s (average over the inference)",
+    "edp_j_s": "J*s: energy-delay product, energy_j x latency_s",
+    "energy_by_component_j": "J per inference per component (energy_<component>_j in flat rows)",
+    "area_by_component_mm2": "mm^2 per component (area_<component>_mm2 in flat rows)",
+    "energy_pe_array_j": "J: MACs x (multiply of the wider input/weight type + add of the accumulator type)",
+    "energy_vector_unit_j": "J: vector element-ops x one add of the activation type",
+    "energy_input_scratchpad_j": "J: input-scratchpad bytes x SRAM energy per byte (capacity, banks, width)",
+    "energy_weight_scratchpad_j": "J: weight-scratchpad bytes x SRAM energy per byte (capacity, banks, width)",
+    "energy_accumulator_j": "J: accumulator bytes x SRAM energy per byte (capacity, one row of partial sums wide)",
+    "energy_dram_j": "J: DRAM bytes x 8 x pJ/bit of memory.dram_type",
+    "energy_leakage_j": "J: leakage W/mm^2 x area_mm2 x latency_s",
+    "area_pe_array_mm2": "mm^2: rows x cols x (multiplier + adder + input/weight/partial-sum registers)",
+    "area_vector_unit_mm2": "mm^2: lanes x (multiplier + adder) of the activation type",
+    "area_input_scratchpad_mm2": "mm^2: KiB x 8192 x bitcell area / array efficiency",
+    "area_weight_scratchpad_mm2": "mm^2: KiB x 8192 x bitcell area / array efficiency",
+    "area_accumulator_mm2": "mm^2: KiB x 8192 x bitcell area / array efficiency",
 }
 LEVELS = ("dram", "input_scratchpad", "weight_scratchpad", "accumulator")
 
@@ -39,6 +63,14 @@ class Stats:
     layers: list = field(default_factory=list)
     ideal_memory: bool = False
     instructions: int = 0
+    vector_ops: int = 0
+    technology: str = ""
+    energy_j: float = 0.0
+    area_mm2: float = 0.0
+    power_w: float = 0.0
+    edp_j_s: float = 0.0
+    energy_by_component_j: dict = field(default_factory=dict)
+    area_by_component_mm2: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {"definitions": DEFINITIONS, **self.__dict__}
@@ -47,6 +79,8 @@ class Stats:
         row = {k: v for k, v in self.__dict__.items() if not isinstance(v, (dict, list))}
         row.update({f"busy_{k}_cycles": v for k, v in self.engine_busy_cycles.items()})
         row.update({f"{k}_bytes": v for k, v in self.bytes.items()})
+        row.update({f"energy_{k}_j": v for k, v in self.energy_by_component_j.items()})
+        row.update({f"area_{k}_mm2": v for k, v in self.area_by_component_mm2.items()})
         return row
 
 
@@ -75,6 +109,8 @@ def collect(program: Program, cycles: np.ndarray, start: np.ndarray, finish: np.
     latency = total / (spec.clock_ghz * 1e9)
     macs = sum(layer.macs for layer in program.layers)
     busy = {e: int(cycles[ins.engine == i].sum()) for e, i in ENGINE_ID.items()}
+    vec = ins.engine == ENGINE_ID["vector"]
+    layer_vector_ops = np.bincount(ins.layer[vec], weights=ins.work[vec], minlength=len(program.layers))
     layers = []
     order = np.argsort(ins.layer, kind="stable")
     bounds = np.searchsorted(ins.layer[order], np.arange(len(program.layers) + 1))
@@ -86,15 +122,36 @@ def collect(program: Program, cycles: np.ndarray, start: np.ndarray, finish: np.
         engine = ENGINE_ID["matrix"] if layer.op in ("conv", "gemm") else ENGINE_ID["vector"]
         compute = int(cycles[idx][ins.engine[idx] == engine].sum())
         layers.append({
-            "name": layer.name, "op": layer.op, "macs": layer.macs, "cycles": span,
+            "name": layer.name, "op": layer.op, "macs": layer.macs,
+            "vector_ops": int(layer_vector_ops[li]), "cycles": span,
             "compute_cycles": compute, "stall_cycles": max(span - compute, 0),
             "utilisation": layer.macs / (span * pes) if span and layer.macs else 0.0,
-            "start_cycle": int(start[idx].min()), "instructions": int(len(idx)),
+            "start_cycle": int(start[idx].min()), "instructions": len(idx),
             "bytes": _level_bytes(program, idx), "mapping": layer.mapping,
         })
+    level_bytes = _level_bytes(program, slice(None))
+    vector_ops = int(ins.work[vec].sum())
+    costs = energy_model.unit_costs(spec)
+    energy = energy_model.energy_j(costs, macs, vector_ops, level_bytes, latency)
+    _price_layers(costs, layers)
+    total_energy, area = sum(energy.values()), sum(costs.area_mm2.values())
     return Stats(total_cycles=total, latency_s=latency, macs=macs,
                  utilisation=macs / (total * pes) if total else 0.0,
                  achieved_ops_per_s=2 * macs / latency if latency else 0.0,
                  engine_busy_cycles={e: busy[e] for e in ENGINES},
-                 bytes=_level_bytes(program, slice(None)), layers=layers,
-                 ideal_memory=ideal_memory, instructions=len(ins))
+                 bytes=level_bytes, layers=layers,
+                 ideal_memory=ideal_memory, instructions=len(ins), vector_ops=vector_ops,
+                 technology=spec.technology, energy_j=total_energy, area_mm2=area,
+                 power_w=total_energy / latency if latency else 0.0, edp_j_s=total_energy * latency,
+                 energy_by_component_j=energy, area_by_component_mm2=dict(costs.area_mm2))
+
+
+def _price_layers(costs, layers: list) -> None:
+    """Add each layer's dynamic energy (J), priced for all layers at once."""
+    if not layers:
+        return
+    per_level = {k: np.array([layer["bytes"][k] for layer in layers]) for k in LEVELS}
+    parts = energy_model.dynamic_energy_j(costs, [layer["macs"] for layer in layers],
+                                          [layer["vector_ops"] for layer in layers], per_level)
+    for layer, joules in zip(layers, sum(parts.values())):
+        layer["energy_j"] = float(joules)

@@ -68,19 +68,38 @@ def test_compile_prints_one_line_per_instruction(capsys, tmp_path):
 def _tiny_spec(tmp_path, extra=""):
     path = tmp_path / "tiny.yaml"
     path.write_text("name: tiny\nworkloads: [zoo:mlp]\narray: {rows: 4, cols: 4}\n"
-                    "sweep:\n  array.rows: [4, 8]\n  memory.weight_scratchpad_kib: [0.01, 64]\n" + extra)
+                    "sweep:\n  parameters:\n    array.rows: [4, 8]\n    memory.weight_scratchpad_kib: [0.01, 64]\n"
+                    "  objectives: [latency_s, pe_count]\n" + extra)
     return path
 
 
 def test_sweep_writes_results_and_report_and_records_infeasible(capsys, tmp_path):
     code, _, err = run_cli(capsys, "sweep", _tiny_spec(tmp_path), "--out", tmp_path / "rep")
-    assert code == 0 and "points/s" in err
+    assert code == 0 and "points/s" in err and "done: 4 points (2 feasible" in err
     df = pd.read_csv(tmp_path / "rep" / "results.csv")
     assert len(df) == 4
     assert df["feasible"].sum() == 2          # 10 B cannot hold one 4x4 weight fold (64 B)
     assert df.loc[~df["feasible"], "reason"].str.contains("no tile fits").all()
+    points = pd.read_csv(tmp_path / "rep" / "points.csv")
+    assert len(points) == 4 and points["on_front"].sum() >= 1
     html = (tmp_path / "rep" / "index.html").read_text()
-    assert "latency vs array size" in html and "plotly" in html
+    assert "best latency vs array size" in html and "pe_count vs latency_s" in html and "plotly" in html
+
+
+def test_pareto_and_export_read_a_finished_sweep(capsys, tmp_path):
+    run_cli(capsys, "sweep", _tiny_spec(tmp_path), "--out", tmp_path / "rep")
+    code, out, _ = run_cli(capsys, "pareto", tmp_path / "rep", "--objectives", "latency,utilisation:max")
+    assert code == 0 and "latency_s (s)" in out and "utilisation (fraction)" in out
+    code, out, _ = run_cli(capsys, "export", tmp_path / "rep", "--format", "parquet")
+    assert code == 0 and len(pd.read_parquet(tmp_path / "rep" / "evaluations.parquet")) == 4
+    assert "no finished sweep" in _error_line(capsys, "pareto", tmp_path / "nowhere")
+
+
+def test_bad_sweep_option_is_one_clear_error(capsys, tmp_path):
+    line = _error_line(capsys, "sweep", _tiny_spec(tmp_path), "--out", tmp_path / "r", "--strategy", "nsga2")
+    assert "sweep.budget" in line and "nsga2" in line
+    assert "less than the grid" in _error_line(capsys, "sweep", _tiny_spec(tmp_path), "--out", tmp_path / "r",
+                                               "--budget", "2")
 
 
 def _error_line(capsys, *argv):
@@ -145,7 +164,7 @@ def test_readme_commands_run(capsys, tmp_path):
                 for a in argv]
         if argv[0] == "sweep":
             argv += ["--out", str(tmp_path / "sweep")]
-            (tmp_path / "quick.yaml").write_text("name: quick\nworkloads: [zoo:mlp]\nsweep:\n  array.rows: [8, 16]\n")
+            (tmp_path / "quick.yaml").write_text("name: quick\nworkloads: [zoo:mlp]\nsweep:\n  parameters:\n    array.rows: [8, 16]\n")
             argv[1] = str(tmp_path / "quick.yaml")  # the default spec's sweep runs in make demo
         code, _, err = run_cli(capsys, *argv)
         assert code == 0, (argv, err)

@@ -1,0 +1,116 @@
+"""Where evaluations run: in this process, a local process pool, or a Dask cluster.
+
+Every executor takes chunks of tasks and yields (chunk, records) as chunks
+finish, in any order. The sweep commits each chunk's records to the store as
+it arrives. A worker that dies loses nothing: the pool is rebuilt and the
+unfinished chunks are submitted again (Dask reschedules them itself).
+"""
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+
+from compiler.errors import SpecError
+from dse.evaluate import run_chunk, warm
+
+MAX_RESTARTS = 3
+
+
+def default_workers() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+class InProcess:
+    """workers=1: no processes, no pickling."""
+    description = "in-process"
+
+    def __init__(self, workloads=()):
+        warm(workloads)
+
+    def run(self, chunks):
+        for chunk in chunks:
+            yield chunk, run_chunk(chunk)
+
+    def close(self):
+        pass
+
+
+class LocalPool:
+    """A pool of `workers` processes. On Linux they fork from this process after it
+    has compiled the Numba kernels and the workloads' Graphs, so each worker
+    starts warm; elsewhere each warms itself once in its initializer."""
+
+    def __init__(self, workers: int, workloads=()):
+        self.workers, self.workloads = workers, tuple(workloads)
+        self.description = f"{workers} local processes"
+        methods = multiprocessing.get_all_start_methods()
+        self.context = multiprocessing.get_context("fork" if "fork" in methods else "spawn")
+        if self.context.get_start_method() == "fork":
+            warm(self.workloads)
+        self.pool = self._new_pool()
+
+    def _new_pool(self):
+        return ProcessPoolExecutor(self.workers, mp_context=self.context, initializer=warm,
+                                   initargs=(self.workloads,))
+
+    def run(self, chunks):
+        pending = {self.pool.submit(run_chunk, c): (c, 0) for c in chunks}
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            broken = []
+            for future in done:
+                chunk, tries = pending.pop(future)
+                try:
+                    records = future.result()
+                except BrokenProcessPool:
+                    broken.append((chunk, tries))
+                    continue
+                yield chunk, records
+            if broken:  # a worker died: every chunk still in flight is lost with the pool
+                broken += [pending[f] for f in pending]
+                if any(tries >= MAX_RESTARTS for _, tries in broken):
+                    raise RuntimeError(f"worker processes died {MAX_RESTARTS} times on the same tasks")
+                self.pool.shutdown(wait=False, cancel_futures=True)
+                self.pool = self._new_pool()
+                pending = {self.pool.submit(run_chunk, c): (c, tries + 1) for c, tries in broken}
+
+    def close(self):
+        self.pool.shutdown(wait=False, cancel_futures=True)
+
+
+class DaskCluster:
+    """A Dask distributed scheduler at `address`; its workers must have this package installed."""
+
+    def __init__(self, address: str):
+        try:
+            from distributed import Client
+        except ImportError:
+            raise SpecError("--scheduler needs Dask distributed: pip install 'accel-dse[cluster]'") from None
+        try:
+            self.client = Client(address, timeout="20s")
+        except (OSError, TimeoutError) as exc:
+            raise SpecError(f"--scheduler {address}: cannot connect ({exc})") from None
+        workers = len(self.client.scheduler_info().get("workers", {}))
+        self.description = f"Dask scheduler {address} ({workers} workers)"
+
+    def run(self, chunks):
+        from distributed import as_completed
+        # pure=False: identical chunks are still separate tasks; retries: a task whose
+        # worker raised is tried again elsewhere (a worker that dies is rescheduled by Dask).
+        futures = {self.client.submit(run_chunk, c, pure=False, retries=2): c for c in chunks}
+        for future in as_completed(futures):
+            yield futures[future], future.result()
+
+    def close(self):
+        self.client.close()
+
+
+def make(workers: int | None = None, scheduler: str | None = None, workloads=()):
+    if scheduler:
+        return DaskCluster(scheduler)
+    workers = workers or default_workers()
+    if workers < 1:
+        raise SpecError(f"--workers must be >= 1, got {workers}")
+    return InProcess(workloads) if workers == 1 else LocalPool(workers, workloads)

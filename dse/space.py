@@ -8,8 +8,8 @@ objectives. Every error is a SpecError naming the field path and what is
 allowed. The section's shape:
 
     sweep:
-      strategy: grid                 # grid | random | lhs | nsga2
-      budget: 200                    # design points to evaluate (random, lhs, nsga2)
+      strategy: grid                 # grid | random | lhs | nsga2 | tpe
+      budget: 200                    # design points to evaluate (all but grid)
       seed: 0
       parameters:                    # field path -> values
         array.rows: [16, 32, 64]                       # a list
@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from compiler import spec as specmod
 from compiler.errors import SpecError
 
-STRATEGIES = ("grid", "random", "lhs", "nsga2")
+STRATEGIES = ("grid", "random", "lhs", "nsga2", "tpe")
 
 # Point-level figures a constraint or objective may name: unit, direction
 # that is better, one-line definition (the report shows these).

@@ -67,7 +67,7 @@ def test_objectives_accept_aliases_and_directions():
     ({"parameters": {"array.rows": []}}, "at least one value"),
     ({"parameters": {"array.rows": [8, 8]}}, "repeat"),
     ({"array.rows": [8, 16]}, "parameters go under sweep.parameters"),
-    ({"strategy": "annealing"}, "allowed: grid, random, lhs, nsga2"),
+    ({"strategy": "annealing"}, "allowed: grid, random, lhs, nsga2, tpe"),
     ({"budget": -1}, "sweep.budget"),
     ({"constraints": ["array.rows ** 2 < 5 if True else 0"]}, "not allowed"),
     ({"constraints": ["__import__('os').system('true')"]}, "may be called"),

@@ -98,7 +98,8 @@ class SystolicSpec:
     datatypes: DatatypeSpec = field(default_factory=DatatypeSpec, metadata={"doc": "datapath types"})
     memory: MemorySpec = field(default_factory=MemorySpec, metadata={"doc": "on-chip and DRAM memories"})
     vector: VectorSpec = field(default_factory=VectorSpec, metadata={"doc": "the vector unit"})
-    workloads: tuple = _f(("zoo:resnet50",), "models the explorer evaluates (zoo:NAME or .onnx paths)")
+    workloads: tuple = _f(("zoo:resnet50",), "models the explorer evaluates: zoo:NAME, a .onnx path, or "
+                          "{model, batch, weight} (checked by dse.workloads)")
     sweep: dict = _f(None, "explorer grid: field path -> list of values (see dse)")
 
     @property
@@ -124,7 +125,7 @@ def _check_scalar(value, tp, path: str, meta: dict, where: str):
     elif tp is str:
         ok = isinstance(value, str)
     elif tp is tuple:
-        ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
+        ok = isinstance(value, (list, tuple)) and all(isinstance(v, (str, dict)) for v in value)
         value = tuple(value) if ok else value
     elif tp is dict:
         ok = value is None or isinstance(value, dict)

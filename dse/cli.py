@@ -64,7 +64,10 @@ def _summary(stats) -> str:
              f"latency            {stats.latency_s * 1e3:>16.4f} ms",
              f"macs               {stats.macs:>16,d} MACs",
              f"utilisation        {stats.utilisation:>16.3f} (MACs / (cycles x PEs))",
-             f"dram traffic       {stats.bytes['dram']:>16,d} bytes"]
+             f"dram traffic       {stats.bytes['dram']:>16,d} bytes",
+             f"energy             {stats.energy_j * 1e3:>16.4f} mJ per run ({stats.technology})",
+             f"power              {stats.power_w:>16.4f} W (energy / latency)",
+             f"area               {stats.area_mm2:>16.4f} mm^2"]
     lines += [f"busy {e:<13} {v:>16,d} cycles" for e, v in stats.engine_busy_cycles.items()]
     return "\n".join(lines)
 

@@ -39,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, help="override sweep.seed")
     s.add_argument("--workers", type=int, help="local worker processes (default: one per core)")
     s.add_argument("--scheduler", help="Dask scheduler address (tcp://host:8786): run on that cluster")
+    s.add_argument("--verify", type=int, default=0, metavar="N",
+                   help="simulate N Pareto points functionally and check outputs against references")
     s.add_argument("--resume", action="store_true",
                    help="finish an interrupted sweep (re-running always skips what the store holds)")
     pa = sub.add_parser("pareto", help="print the Pareto front of a finished sweep")
@@ -121,8 +123,10 @@ def cmd_sweep(args) -> int:
     if args.resume and args.out and not (Path(args.out) / STORE_FILE).exists():
         print(f"--resume: no store in {args.out} yet; starting the sweep", file=sys.stderr)
     result = sweep(args.spec, out=args.out, strategy=args.strategy, budget=args.budget, seed=args.seed,
-                   workers=args.workers, scheduler=args.scheduler)
-    return 130 if result.interrupted else 0
+                   workers=args.workers, scheduler=args.scheduler, verify=args.verify)
+    if result.interrupted:
+        return 130
+    return 1 if any(not check["ok"] for check in result.verified) else 0
 
 
 def cmd_pareto(args) -> None:

@@ -43,6 +43,7 @@ class SweepResult:
     interrupted: bool = False
     computed: int = 0           # evaluations run by this call (the rest came from the store)
     summary: str = ""
+    verified: list = field(default_factory=list)   # --verify: one check per (front point, workload)
 
 
 @dataclass
@@ -55,6 +56,7 @@ class _Point:
     metrics: dict = field(default_factory=dict)
     waiting: int = 0                    # evaluations not finished yet
     reused: bool = False                # every evaluation came from the store
+    on_front: bool = False
 
 
 def _chunks(tasks: list, workers: int) -> list:
@@ -65,8 +67,9 @@ def _chunks(tasks: list, workers: int) -> list:
 
 
 def sweep(spec_path, out=None, strategy=None, budget=None, seed=None, workers=None, scheduler=None,
-          stream=None) -> SweepResult:
-    """Run the sweep a spec file describes (options override the spec's `sweep:` section)."""
+          verify=0, stream=None) -> SweepResult:
+    """Run the sweep a spec file describes (options override the spec's `sweep:` section);
+    `verify` > 0 then simulates that many Pareto points functionally against references."""
     stream = stream or sys.stderr
     t0 = time.perf_counter()
     spec = specmod.load(spec_path)
@@ -119,6 +122,10 @@ def sweep(spec_path, out=None, strategy=None, budget=None, seed=None, workers=No
     store.close()
     result.summary = _summary(result, space, time.perf_counter() - t0)
     print(result.summary, file=stream, flush=True)
+    if verify and not interrupted:
+        from dse.verify import verify_front
+        result.verified = verify_front(space, points, workloads, verify, stream)
+        pd.DataFrame(result.verified).to_csv(folder / "verify.csv", index=False)
     return result
 
 
@@ -192,6 +199,8 @@ def points_frame(space, points) -> pd.DataFrame:
         objectives[~df["feasible"].to_numpy()] = np.nan
         df["pareto_rank"] = ranks(objectives)
         df["on_front"] = df["pareto_rank"] == 0
+        for p, on_front in zip((p for p in points.values() if not p.waiting), df["on_front"]):
+            p.on_front = bool(on_front)
     return df
 
 

@@ -168,3 +168,20 @@ def test_readme_commands_run(capsys, tmp_path):
             argv[1] = str(tmp_path / "quick.yaml")  # the default spec's sweep runs in make demo
         code, _, err = run_cli(capsys, *argv)
         assert code == 0, (argv, err)
+
+
+def test_verify_checks_front_points_functionally_and_fails_loudly(capsys, tmp_path, monkeypatch):
+    code, _, err = run_cli(capsys, "sweep", _tiny_spec(tmp_path), "--out", tmp_path / "rep", "--verify", "1")
+    assert code == 0 and "verify ok" in err and "onnxruntime" in err
+    checks = pd.read_csv(tmp_path / "rep" / "verify.csv")
+    assert len(checks) == 1 and checks["ok"].all() and checks["max_abs_error"].iloc[0] < 1e-5
+
+    from dse import verify
+    real = verify.reference
+
+    def off_by_a_little(workload, program):  # a reference the simulator cannot match
+        inputs, outputs, source = real(workload, program)
+        return inputs, {k: v + 1e-3 for k, v in outputs.items()}, source
+    monkeypatch.setattr(verify, "reference", off_by_a_little)
+    code, _, err = run_cli(capsys, "sweep", _tiny_spec(tmp_path), "--out", tmp_path / "rep", "--verify", "1")
+    assert code == 1 and "verify FAIL" in err

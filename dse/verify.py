@@ -1,0 +1,92 @@
+"""`dse sweep --verify N`: run the functional simulation of N Pareto-front design
+points and check their outputs against each workload's reference.
+
+The sweep itself is timing-only; this closes the loop on the points a user is
+about to act on. References: the onnx package's shipped output for the bundled
+light models (their backend-test input, batch 1); onnxruntime on seeded inputs
+for anything else when it is installed. The simulator's outputs always come from
+executing the Program (dse.run); the reference runtime only checks them.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from compiler.errors import SpecError
+from compiler.targets import lower
+from dse import zoo
+from dse.api import random_inputs
+from dse.workloads import graph_of
+from sim import simulate
+
+RTOL, ATOL = 1e-4, 1e-5  # fp32 summation-order noise allowance, as in tests/e2e
+
+
+def shipped_reference(name: str):
+    """(inputs, outputs) the onnx package ships for a light zoo model: the backend
+    test's input arange(n)/n and the output its authors recorded."""
+    stem = zoo.LIGHT[name]
+    model = onnx.load(str(zoo.light_dir() / f"{stem}.onnx"), load_external_data=False)
+    initialisers = {t.name for t in model.graph.initializer}
+    inputs = {}
+    for value in model.graph.input:
+        if value.name in initialisers:
+            continue
+        shape = tuple(d.dim_value or 1 for d in value.type.tensor_type.shape.dim)
+        n = int(np.prod(shape))
+        inputs[value.name] = (np.arange(n).reshape(shape) / n).astype(np.float32)
+    output = numpy_helper.to_array(onnx.load_tensor(str(zoo.light_dir() / f"{stem}_output_0.pb")))
+    return inputs, {model.graph.output[0].name: output}
+
+
+def reference(workload, program):
+    """(inputs, expected outputs, where the reference comes from) for a workload."""
+    name = workload.model[4:] if workload.model.startswith("zoo:") else None
+    if name in zoo.LIGHT and workload.batch == 1:
+        inputs, outputs = shipped_reference(name)
+        return inputs, outputs, "onnx package reference output"
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise SpecError(f"--verify: no reference for {workload.label}; install onnxruntime "
+                        "(pip install onnxruntime) to check it") from None
+    model = zoo.resolve(workload.model)
+    proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
+    inputs = random_inputs(program, seed=0)
+    session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    return inputs, dict(zip(names, session.run(names, inputs))), "onnxruntime (CPU), seeded inputs"
+
+
+def verify(spec, workload) -> dict:
+    """Functional simulation of one design point on one workload, against its reference."""
+    program = lower(graph_of(workload), spec)
+    inputs, expected, source = reference(workload, program)
+    outputs = simulate(program, inputs).outputs
+    worst, ok = 0.0, True
+    for name, want in expected.items():
+        got = outputs[name]
+        ok &= got.shape == want.shape and bool(np.allclose(got, want, rtol=RTOL, atol=ATOL))
+        worst = max(worst, float(np.max(np.abs(got - want)))) if got.shape == want.shape else float("inf")
+    return {"workload": workload.label, "reference": source, "max_abs_error": worst, "ok": ok}
+
+
+def verify_front(space, points: dict, workloads, count: int, stream) -> list:
+    """Verify up to `count` front points (best first objective first); print and return the checks."""
+    ranked = sorted((p for p in points.values() if p.on_front), key=lambda p: _first_objective(space, p))
+    checks = []
+    for p in ranked[:count]:
+        spec = space.spec_of(p.point)
+        for workload in workloads:
+            check = {**p.point, **verify(spec, workload)}
+            checks.append(check)
+            params = ", ".join(f"{k}={v}" for k, v in p.point.items())
+            print(f"verify {'ok  ' if check['ok'] else 'FAIL'} {workload.label} at {params}: max |error| "
+                  f"{check['max_abs_error']:.3g} vs {check['reference']}", file=stream, flush=True)
+    return checks
+
+
+def _first_objective(space, p) -> float:
+    o = space.objectives[0]
+    return p.metrics[o.name] * o.sign

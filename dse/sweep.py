@@ -62,7 +62,7 @@ class _Point:
 def _chunks(tasks: list, workers: int) -> list:
     """Several tasks per message keeps IPC small next to ~10 ms evaluations; small
     enough that all workers stay busy and each commit loses little on a kill."""
-    size = max(1, min(16, len(tasks) // (4 * max(workers, 1)) or 1))
+    size = max(1, min(4, len(tasks) // (4 * max(workers, 1)) or 1))
     return [tasks[i:i + size] for i in range(0, len(tasks), size)]
 
 

@@ -71,33 +71,41 @@ def _sweep_cmd(spec, out, *extra):
     return [sys.executable, "-m", "dse.cli", "sweep", str(spec), "--out", str(out), *extra]
 
 
-def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path):
-    spec = tmp_path / "durable.yaml"
-    spec.write_text(SPEC)
+def _start_and_interrupt(spec, out, sig, at_least=60):
+    """Start `dse sweep` in its own process group; once `at_least` evaluations are
+    stored, send `sig` to the whole group. Returns (process, rows stored when signalled)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen(_sweep_cmd(spec, tmp_path / "killed", "--workers", "2"), cwd=ROOT, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(_sweep_cmd(spec, out, "--workers", "2"), cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.time() + 120
-    stored = 0
     while time.time() < deadline and proc.poll() is None:
         time.sleep(0.02)
         try:
-            stored = len(_rows(tmp_path / "killed"))
+            if len(_rows(out)) >= at_least:
+                break
         except sqlite3.Error:
             continue  # the store is being created
-        if stored >= 60:
-            break
-    assert proc.poll() is None, "the sweep finished before it could be killed; make the space larger"
-    os.killpg(proc.pid, signal.SIGKILL)  # the sweep and its workers, as a crash would
-    proc.wait()
-    before = len(_rows(tmp_path / "killed"))
-    assert 60 <= before < TOTAL
+    assert proc.poll() is None, "the sweep finished before it could be stopped; make the space larger"
+    os.killpg(proc.pid, sig)
+    return proc
 
-    resumed = subprocess.run(_sweep_cmd(spec, tmp_path / "killed", "--resume", "--workers", "2"), cwd=ROOT,
+
+def _resume(spec, out):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    resumed = subprocess.run(_sweep_cmd(spec, out, "--resume", "--workers", "2"), cwd=ROOT,
                              env=env, capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
-    computed = int(re.search(r"(\d+) evaluations computed", resumed.stderr).group(1))
-    assert computed == TOTAL - before  # nothing recomputed
+    return int(re.search(r"(\d+) evaluations computed", resumed.stderr).group(1))
+
+
+def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path):
+    spec = tmp_path / "durable.yaml"
+    spec.write_text(SPEC)
+    proc = _start_and_interrupt(spec, tmp_path / "killed", signal.SIGKILL)  # sweep and workers, as a crash
+    proc.communicate()
+    before = len(_rows(tmp_path / "killed"))
+    assert 60 <= before < TOTAL
+    assert _resume(spec, tmp_path / "killed") == TOTAL - before  # nothing recomputed
 
     clean = dse.sweep(spec, out=tmp_path / "clean", workers=1)
     killed, reference = _rows(tmp_path / "killed"), _rows(tmp_path / "clean")
@@ -105,3 +113,15 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path):
     as_dict = {r[0]: (r[1], r[2], r[3], r[4], json.loads(r[5])) for r in reference}
     assert {r[0]: (r[1], r[2], r[3], r[4], json.loads(r[5])) for r in killed} == as_dict
     assert clean.computed == TOTAL
+
+
+def test_ctrl_c_stops_cleanly_keeping_what_finished(tmp_path):
+    spec = tmp_path / "durable.yaml"
+    spec.write_text(SPEC)
+    proc = _start_and_interrupt(spec, tmp_path / "stopped", signal.SIGINT)  # Ctrl-C reaches the whole group
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted:" in err and "run the same command again" in err and "Traceback" not in err
+    before = len(_rows(tmp_path / "stopped"))
+    assert (tmp_path / "stopped" / "points.csv").exists() and before >= 60
+    assert _resume(spec, tmp_path / "stopped") == TOTAL - before

@@ -156,11 +156,12 @@ def test_readme_commands_run(capsys, tmp_path):
     np.savez(tmp_path / "in.npz", x=np.ones((1, 784), np.float32))
     readme = (ROOT / "README.md").read_text()
     commands = [line.split("#")[0].split()[1:] for line in readme.splitlines() if line.startswith("dse ")]
-    assert len(commands) >= 7
+    assert len(commands) >= 12
     for argv in commands:
         argv = [a for a in argv if not (a.startswith("[") or a.endswith("]"))]
         argv = [str(tmp_path / "model.onnx") if a == "model.onnx" else str(tmp_path / "in.npz") if a == "in.npz"
-                else str(tmp_path / a) if a.startswith("runs/") else str(ROOT / a) if a.startswith("hwspecs/") else a
+                else str(tmp_path / a) if a.startswith("runs/") else str(ROOT / a) if a.startswith("hwspecs/")
+                else str(tmp_path / "sweep") if a == "reports/systolic" else a
                 for a in argv]
         if argv[0] == "sweep":
             argv += ["--out", str(tmp_path / "sweep")]

@@ -289,23 +289,22 @@ class Space:
 
 def _narrow(spec, path: str, value):
     """Integers computed as floats (e.g. 2 * 16.0) go into int fields as ints."""
-    current = spec
-    for part in path.split("."):
-        current = getattr(current, part)
+    current = field_value(spec, path)
     if isinstance(current, int) and not isinstance(current, bool) and isinstance(value, float) \
             and value.is_integer():
         return int(value)
     return value
 
 
+def field_value(spec, path: str):
+    """The value of a dotted field path in a Spec."""
+    for part in path.split("."):
+        spec = getattr(spec, part)
+    return spec
+
+
 def _field_values(spec, names) -> dict:
-    out = {}
-    for name in names:
-        value = spec
-        for part in name.split("."):
-            value = getattr(value, part)
-        out[name] = value
-    return out
+    return {name: field_value(spec, name) for name in names}
 
 
 def _check_field(base, name: str, where: str) -> None:

@@ -55,6 +55,7 @@ class _Point:
     records: dict = field(default_factory=dict)   # evaluation key -> record
     metrics: dict = field(default_factory=dict)
     waiting: int = 0                    # evaluations not finished yet
+    derived: dict = field(default_factory=dict)   # derived field path -> its value at this point
     reused: bool = False                # every evaluation came from the store
     on_front: bool = False
 
@@ -141,6 +142,7 @@ def _prepare(space, workloads, store, fresh, points):
             p.reason = str(exc)
             continue
         p.key = point_key(spec)
+        p.derived = {path: spacemod.field_value(spec, path) for path in space.derived}
         p.reason = space.violated(spec)
         if p.reason:
             continue
@@ -190,7 +192,7 @@ def points_frame(space, points) -> pd.DataFrame:
     for p in points.values():
         if p.waiting:
             continue  # interrupted before all its workloads finished
-        rows.append({**p.point, "point_key": p.key, "feasible": not p.reason, "reason": p.reason,
+        rows.append({**p.point, **p.derived, "point_key": p.key, "feasible": not p.reason, "reason": p.reason,
                      **{m: p.metrics.get(m, math.nan) for m in spacemod.METRICS}})
     df = pd.DataFrame(rows)
     if len(df):

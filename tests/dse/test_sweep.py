@@ -1,0 +1,82 @@
+"""Sweep behaviour end to end: constraints and derived fields in a real sweep, and a
+local worker process that dies mid-sweep costs nothing."""
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dse
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_constraints_and_derived_fields_shape_the_results(tmp_path):
+    (tmp_path / "s.yaml").write_text("""name: c
+workloads: [zoo:mlp]
+sweep:
+  parameters:
+    array.rows: [4, 8, 16, 32]
+    array.cols: [4, 8, 16, 32]
+  derived:
+    memory.accumulator_kib: array.cols / 2
+  constraints:
+    - array.rows * array.cols <= 256
+    - area_mm2 <= 4.5
+  objectives: [latency_s, area_mm2]
+""")
+    result = dse.sweep(tmp_path / "s.yaml", out=tmp_path / "r", workers=1)
+    pts = result.points
+    too_big = pts["array.rows"] * pts["array.cols"] > 256
+    assert (pts.loc[too_big, "reason"] == "constraint violated: array.rows * array.cols <= 256").all()
+    assert too_big.sum() == 3 and not result.evaluations["point_key"].isin(pts.loc[too_big, "point_key"]).any()
+    over_area = ~too_big & (pts["area_mm2"] > 4.5)
+    assert over_area.any() and (pts.loc[over_area, "reason"] == "constraint violated: area_mm2 <= 4.5").all()
+    assert pts.loc[over_area, "latency_s"].notna().all()      # measured, then ruled out
+    assert not pts.loc[~pts["feasible"], "on_front"].any()
+    assert (pts["memory.accumulator_kib"] == pts["array.cols"] / 2).all()  # derived values are reported
+
+
+def _children(pid: int) -> list:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(c) for c in path.read_text().split()] if path.exists() else []
+
+
+def test_a_local_worker_that_dies_is_replaced_and_nothing_is_lost(tmp_path):
+    (tmp_path / "s.yaml").write_text("""name: w
+workloads: [zoo:small_cnn, zoo:mlp]
+sweep:
+  parameters:
+    array.rows: {min: 4, max: 64, factor: 2}
+    array.cols: {min: 4, max: 64, factor: 2}
+    array.dataflow: [weight_stationary, output_stationary, input_stationary]
+    memory.input_scratchpad_kib: [4, 16, 64]
+""")
+    if not Path(f"/proc/{os.getpid()}/task/{os.getpid()}/children").exists():
+        import pytest
+        pytest.skip("needs /proc/<pid>/task/<pid>/children (Linux)")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen([sys.executable, "-m", "dse.cli", "sweep", str(tmp_path / "s.yaml"), "--out",
+                             str(tmp_path / "r"), "--workers", "2"], cwd=ROOT, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    killed = None
+    deadline = time.time() + 120
+    while killed is None and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+        try:
+            db = sqlite3.connect(tmp_path / "r" / "results.sqlite")
+            stored = db.execute("SELECT COUNT(*) FROM evaluations").fetchone()[0]
+            db.close()
+        except sqlite3.Error:
+            continue
+        workers = _children(proc.pid)
+        if stored >= 40 and workers:
+            killed = workers[0]
+            os.kill(killed, signal.SIGKILL)
+    _, err = proc.communicate(timeout=300)
+    assert killed is not None, "the sweep finished before a worker could be killed"
+    assert proc.returncode == 0, err
+    assert "done: 225 points" in err and "450 evaluations computed" in err
+    assert len(dse.load(tmp_path / "r")) == 450

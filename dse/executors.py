@@ -89,7 +89,7 @@ class DaskCluster:
         except ImportError:
             raise SpecError("--scheduler needs Dask distributed: pip install 'accel-dse[cluster]'") from None
         try:
-            self.client = Client(address, timeout="20s")
+            self.client = Client(address, timeout="10s")
         except (OSError, TimeoutError) as exc:
             raise SpecError(f"--scheduler {address}: cannot connect ({exc})") from None
         workers = len(self.client.scheduler_info().get("workers", {}))

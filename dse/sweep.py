@@ -80,12 +80,14 @@ def sweep(spec_path, out=None, strategy=None, budget=None, seed=None, workers=No
     workloads = workloadsmod.parse(spec.workloads)
     folder = Path(out) if out else Path("reports") / spec.name
     search = strategies.make(space, len(space.objectives))
+    # A cluster is connected to first, so a wrong address fails before anything is written;
+    # a local pool starts when the first evaluation is missing from the store.
+    executor = executors.make(workers, scheduler, workloads) if scheduler else None
     store = Store(folder)
     total = min(space.budget, space.size) if space.budget is not None else space.size
     print(f"sweep {spec.name}: {len(space.parameters)} parameters, {space.size} points in the space, "
           f"strategy {space.strategy}, {total} to evaluate x {len(workloads)} workloads; "
           f"store {folder / STORE_FILE}", file=stream, flush=True)
-    executor = None             # started when the first evaluation is not in the store
     progress = Progress(total, stream)
     points: dict = {}           # indices -> _Point
     front_values: list = []

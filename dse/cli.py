@@ -50,6 +50,19 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("folder")
     e.add_argument("--format", choices=("csv", "parquet"), default="csv")
     e.add_argument("--out", help="file to write (default FOLDER/evaluations.FORMAT)")
+    q = sub.add_parser("quantize", help="static int8 quantisation through onnxruntime (QDQ or QOperator)")
+    q.add_argument("model", help="path to .onnx or zoo:NAME")
+    q.add_argument("--out", required=True, help="quantised model to write (.onnx)")
+    q.add_argument("--format", choices=("qdq", "qoperator"), default="qdq",
+                   help="QuantizeLinear/DequantizeLinear pairs (qdq) or integer operators (qoperator)")
+    q.add_argument("--per-channel", action="store_true", help="one weight scale per output channel")
+    q.add_argument("--calibration-samples", type=int, default=16, metavar="N",
+                   help="seeded standard-normal calibration inputs (default 16)")
+    q.add_argument("--calibration-data", metavar="X.NPZ",
+                   help="calibration inputs: one key per graph input, optional leading sample axis")
+    q.add_argument("--activation-type", choices=("uint8", "int8"), default="uint8")
+    q.add_argument("--weight-type", choices=("int8", "uint8"), default="int8")
+    q.add_argument("--seed", type=int, default=0, help="seed of the random calibration inputs")
     return p
 
 
@@ -148,11 +161,21 @@ def cmd_export(args) -> None:
     print(f"wrote {out} ({len(df)} evaluations)")
 
 
+def cmd_quantize(args) -> None:
+    from dse import quantize
+    options = {"format": args.format, "per_channel": args.per_channel, "activation_type": args.activation_type,
+               "weight_type": args.weight_type}
+    out = quantize.quantize(args.model, args.out, calibration_samples=args.calibration_samples,
+                            calibration_data=args.calibration_data, seed=args.seed, **options)
+    calibration = quantize.calibration_description(args.calibration_samples, args.calibration_data, args.seed)
+    print(quantize.summary(args.model, out, calibration=calibration, **options))
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
         commands = {"run": cmd_run, "compile": cmd_compile, "models": cmd_models, "sweep": cmd_sweep,
-                    "pareto": cmd_pareto, "export": cmd_export}
+                    "pareto": cmd_pareto, "export": cmd_export, "quantize": cmd_quantize}
         return commands[args.command](args) or 0
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)

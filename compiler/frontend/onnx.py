@@ -29,7 +29,7 @@ def load_model(model, input_shapes: dict | None = None) -> Graph:
     input_shapes maps an input name to a shape that replaces the declared one
     (default: declared dims, with symbolic or 0 dims set to 1).
     """
-    proto, where = _read(model)
+    proto, where = read_model(model)
     opset = _opset(proto, where)
     graph = proto.graph
     consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
@@ -47,7 +47,9 @@ def load_model(model, input_shapes: dict | None = None) -> Graph:
 
 # ---- reading -----------------------------------------------------------------
 
-def _read(model) -> tuple:
+def read_model(model) -> tuple:
+    """(ModelProto, label for error messages) from a path or a ModelProto; a file that is
+    not a readable ONNX model, or external data that escapes its folder, is a CompileError."""
     if isinstance(model, onnx.ModelProto):
         where = f"model '{model.graph.name}'"
         _load_external(model, None, where)                   # refuses; never mutates

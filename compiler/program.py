@@ -16,7 +16,8 @@ prints one line per instruction.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -45,6 +46,7 @@ OPCODE_ID = {name: i for i, name in enumerate(OPCODES)}
 OPCODE_NAMES = tuple(OPCODES)
 OPCODE_ENGINE = np.array([ENGINE_ID[e] for e, _ in OPCODES.values()], dtype=np.int8)
 N_OPERANDS = 8
+BYTES = 4  # bytes per element of every region, tile and accumulator (the datapath is fp32)
 DESC_INTS = 24
 DESC_FLOATS = 4
 
@@ -67,7 +69,7 @@ class Region:
 
     @property
     def nbytes(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64)) * 4
+        return int(math.prod(self.shape)) * BYTES   # Python ints: regions are placed per design point
 
 
 @dataclass(frozen=True)
@@ -168,50 +170,66 @@ class Program:
 
 
 class ProgramBuilder:
-    """Accumulates instruction rows and descriptors; `finish()` freezes them into arrays."""
+    """Accumulates instructions and descriptors; `finish()` freezes them into one table.
+
+    Rows arrive one at a time (`emit`, the vector unit's few per layer) or as whole
+    blocks of arrays (`extend`, a GEMM layer's tile loop nest); either way an
+    instruction's index is its final row, so dependencies are global row indices.
+    """
 
     def __init__(self):
-        self.engine, self.opcode, self.layer, self.operands = [], [], [], []
-        self.dram_bytes, self.onchip_bytes, self.work, self.deps = [], [], [], []
-        self.desc_int, self.desc_float = [], []
+        self._blocks = []       # Instructions, in program order; dep_ptr of each block starts at 0
+        self._rows = []         # pending single rows: (opcode, layer, operands, dram, onchip, work, deps)
+        self._n = 0
+        self._desc_int, self._desc_float = [], []   # descriptor rows, padded
 
     def __len__(self) -> int:
-        return len(self.opcode)
+        return self._n
 
     def descriptor(self, ints, floats=()) -> int:
-        row = np.zeros(DESC_INTS, np.int64)
-        row[:len(ints)] = ints
-        frow = np.zeros(DESC_FLOATS, np.float64)
-        frow[:len(floats)] = floats
-        self.desc_int.append(row)
-        self.desc_float.append(frow)
-        return len(self.desc_int) - 1
+        self._desc_int.append(list(ints) + [0] * (DESC_INTS - len(ints)))
+        self._desc_float.append(list(floats) + [0.0] * (DESC_FLOATS - len(floats)))
+        return len(self._desc_int) - 1
 
     def emit(self, op: str, layer: int, operands, deps=(), dram_bytes=0, onchip_bytes=0, work=0) -> int:
-        engine, names = OPCODES[op]
         ops = list(operands) + [0] * (N_OPERANDS - len(operands))
-        self.engine.append(ENGINE_ID[engine])
-        self.opcode.append(OPCODE_ID[op])
-        self.layer.append(layer)
-        self.operands.append(ops)
-        self.dram_bytes.append(int(dram_bytes))
-        self.onchip_bytes.append(int(onchip_bytes))
-        self.work.append(int(work))
-        self.deps.append(sorted({int(d) for d in deps if d is not None and d >= 0}))
-        return len(self.opcode) - 1
+        deps = sorted({int(d) for d in deps if d is not None and d >= 0})
+        self._rows.append((OPCODE_ID[op], layer, ops, int(dram_bytes), int(onchip_bytes), int(work), deps))
+        self._n += 1
+        return self._n - 1
+
+    def extend(self, block: Instructions) -> None:
+        """Append a block whose dep_ptr starts at 0 and whose dep_idx holds global row indices."""
+        self._flush()
+        self._blocks.append(block)
+        self._n += len(block)
+
+    def _flush(self) -> None:
+        if self._rows:
+            self._blocks.append(_rows_block(self._rows))
+            self._rows = []
 
     def finish(self) -> tuple:
-        n = len(self.opcode)
-        counts = np.array([len(d) for d in self.deps], np.int64)
-        dep_ptr = np.zeros(n + 1, np.int64)
+        self._flush()
+        blocks = self._blocks or [_rows_block([])]
+        counts = np.concatenate([np.diff(b.dep_ptr) for b in blocks])
+        dep_ptr = np.zeros(len(counts) + 1, np.int64)
         np.cumsum(counts, out=dep_ptr[1:])
-        dep_idx = np.array([d for ds in self.deps for d in ds], np.int64)
-        ins = Instructions(
-            engine=np.array(self.engine, np.int8), opcode=np.array(self.opcode, np.int16),
-            layer=np.array(self.layer, np.int32),
-            operands=np.array(self.operands, np.int64).reshape(n, N_OPERANDS),
-            dram_bytes=np.array(self.dram_bytes, np.int64), onchip_bytes=np.array(self.onchip_bytes, np.int64),
-            work=np.array(self.work, np.int64), dep_ptr=dep_ptr, dep_idx=dep_idx)
-        desc_int = np.array(self.desc_int, np.int64).reshape(-1, DESC_INTS)
-        desc_float = np.array(self.desc_float, np.float64).reshape(-1, DESC_FLOATS)
-        return ins, desc_int, desc_float
+        columns = {f.name: np.concatenate([getattr(b, f.name) for b in blocks])
+                   for f in fields(Instructions) if f.name != "dep_ptr"}
+        desc_int = np.array(self._desc_int, np.int64).reshape(-1, DESC_INTS)
+        desc_float = np.array(self._desc_float, np.float64).reshape(-1, DESC_FLOATS)
+        return Instructions(**columns, dep_ptr=dep_ptr), desc_int, desc_float
+
+
+def _rows_block(rows: list) -> Instructions:
+    """A block of single rows (opcode, layer, operands, dram, onchip, work, deps)."""
+    opcode, layer, ops, dram, onchip, work, deps = zip(*rows) if rows else ((),) * 7
+    dep_ptr = np.zeros(len(deps) + 1, np.int64)
+    np.cumsum([len(d) for d in deps], out=dep_ptr[1:])
+    opcode = np.array(opcode, np.int16)
+    return Instructions(
+        engine=OPCODE_ENGINE[opcode], opcode=opcode, layer=np.array(layer, np.int32),
+        operands=np.array(ops, np.int64).reshape(-1, N_OPERANDS), dram_bytes=np.array(dram, np.int64),
+        onchip_bytes=np.array(onchip, np.int64), work=np.array(work, np.int64), dep_ptr=dep_ptr,
+        dep_idx=np.array([d for ds in deps for d in ds], np.int64))

@@ -7,8 +7,9 @@ the input scratchpad, so no im2col matrix ever exists in DRAM (as in Gemmini's
 hardware im2col; Genc et al., DAC 2021). Weights are laid out at compile time as
 [G, K, N] matrices. Each output tile: bias preloaded into the accumulator, then
 for each K tile load A and W (double-buffered where capacity allows) and
-accumulate, then store through the activation unit. Every other op runs on the
-vector unit (compiler/targets/vector.py). Tile shapes come from tiling.py.
+accumulate, then store through the activation unit (tile_loops.py emits these
+loops). Every other op runs on the vector unit (compiler/targets/vector.py). Tile
+shapes come from tiling.py.
 """
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ from compiler.program import ACTIVATION_ID, CONV_FIELDS, Layer, Program, Program
 from compiler.spec import SystolicSpec
 from compiler.targets import vector
 from compiler.targets.memory_plan import VIEW_OPS, MemoryPlan
-from compiler.targets.tiling import BYTES, Budget, Tiling, choose_tiling, im2col_read_bytes
+from compiler.targets.tile_loops import emit_gemm
+from compiler.targets.tiling import Budget, choose_tiling
 
 
 def budget_of(spec: SystolicSpec) -> Budget:
@@ -87,73 +89,14 @@ def _lower_gemm_layer(graph, node, plan, builder, budget, ready, index) -> str:
     tiling = choose_tiling(budget, m, k, ng, node.name, geom)
     w_region = plan.constant(node.inputs[1] + "::gemm_weights", wmat)
     b_addr = plan.addr(node.inputs[2]) if bias is not None else -1
-    x_addr, out_addr = plan.addr(node.inputs[0]), plan.addr(node.outputs[0])
-    act = ACTIVATION_ID[node.attrs.get("activation", "none")]
-    emitter = _TileEmitter(builder, budget, tiling, index, ready.get(node.inputs[0], -1))
-    for g in range(groups):
-        desc_fields = dict(fields, x=x_addr, cin_off=g * fields["cin_g"], out=out_addr, cout_off=g * ng,
-                           activation=act)
-        desc = builder.descriptor([desc_fields[f] for f in CONV_FIELDS])
-        w_addr = w_region.offset + g * k * ng * BYTES
-        g_bias = b_addr + g * ng * BYTES if b_addr >= 0 else -1
-        emitter.gemm(desc, geom, m, k, ng, w_addr, g_bias)
-    ready[node.outputs[0]] = emitter.last_store
+    fields = dict(fields, x=plan.addr(node.inputs[0]), out=plan.addr(node.outputs[0]),
+                  activation=ACTIVATION_ID[node.attrs.get("activation", "none")])
+    # one descriptor per group, consecutive: group g reads input channels g*cin_g.. and writes filters g*ng..
+    descs = [builder.descriptor([dict(fields, cin_off=g * fields["cin_g"], cout_off=g * ng)[f] for f in CONV_FIELDS])
+             for g in range(groups)]
+    slot_bytes = tuple(size // tiling.buffers for size in (budget.input_bytes, budget.weight_bytes, budget.acc_bytes))
+    block = emit_gemm(len(builder), index, tiling, slot_bytes, geom, m, k, ng, groups, descs[0], w_region.offset,
+                      b_addr, ready.get(node.inputs[0], -1))
+    builder.extend(block)
+    ready[node.outputs[0]] = len(builder) - 1     # the layer's last row is its last store
     return (f"gemm M{m} K{k} N{ng} groups={groups} {budget.dataflow} {tiling.describe()}")
-
-
-class _TileEmitter:
-    """Emits the tile loops of one GEMM layer with buffer slots and explicit dependencies."""
-
-    def __init__(self, builder: ProgramBuilder, budget: Budget, tiling: Tiling, layer: int, input_ready: int):
-        self.b, self.t, self.layer, self.input_ready = builder, tiling, layer, input_ready
-        nbuf = tiling.buffers
-        self.slot_bytes = {"a": budget.input_bytes // nbuf, "w": budget.weight_bytes // nbuf,
-                           "acc": budget.acc_bytes // nbuf}
-        self.next_slot = {"a": 0, "w": 0, "acc": 0}
-        self.last_user = {(buf, s): -1 for buf in ("a", "w", "acc") for s in range(nbuf)}
-        self.resident = {"a": None, "w": None}   # (key, slot, instruction) of the last load
-        self.last_store = -1
-
-    def _slot(self, buf: str) -> int:
-        s = self.next_slot[buf]
-        self.next_slot[buf] = (s + 1) % self.t.buffers
-        return s
-
-    def _load(self, buf: str, key, emit):
-        res = self.resident[buf]
-        if res is not None and res[0] == key:
-            return res[1], res[2]
-        slot = self._slot(buf)
-        instr = emit(slot * self.slot_bytes[buf], [self.last_user[(buf, slot)]])
-        self.resident[buf] = (key, slot, instr)
-        return slot, instr
-
-    def gemm(self, desc, geom, m, k, n, w_addr, bias_addr):
-        t, b, layer = self.t, self.b, self.layer
-        self.resident = {"a": None, "w": None}
-        m_tiles, n_tiles = range(0, m, t.tm), range(0, n, t.tn)
-        pairs = ([(m0, n0) for n0 in n_tiles for m0 in m_tiles] if t.order == "n_outer"
-                 else [(m0, n0) for m0 in m_tiles for n0 in n_tiles])
-        for m0, n0 in pairs:
-            tm, tn = min(t.tm, m - m0), min(t.tn, n - n0)
-            acc_slot = self._slot("acc")
-            acc = acc_slot * self.slot_bytes["acc"]
-            src = bias_addr + n0 * BYTES if bias_addr >= 0 else -1
-            prev = b.emit("load_bias", layer, (src, tm, tn, acc), deps=[self.last_user[("acc", acc_slot)]],
-                          dram_bytes=tn * BYTES if src >= 0 else 0, onchip_bytes=tm * tn * BYTES)
-            for k0 in range(0, k, t.tk):
-                tk = min(t.tk, k - k0)
-                a_slot, a_ins = self._load("a", (m0, k0), lambda dst, deps: b.emit(
-                    "load_im2col", layer, (desc, m0, tm, k0, tk, dst), deps=deps + [self.input_ready],
-                    dram_bytes=im2col_read_bytes(geom, m0, tm, k0, tk), onchip_bytes=tm * tk * BYTES))
-                w_slot, w_ins = self._load("w", (n0, k0), lambda dst, deps: b.emit(
-                    "load_weights", layer, (w_addr + (k0 * n + n0) * BYTES, tk, tn, n, dst), deps=deps,
-                    dram_bytes=tk * tn * BYTES, onchip_bytes=tk * tn * BYTES))
-                prev = b.emit("matmul", layer, (a_slot * self.slot_bytes["a"], w_slot * self.slot_bytes["w"],
-                                                acc, tm, tk, tn), deps=[a_ins, w_ins, prev],
-                              onchip_bytes=(tm * tk + tk * tn + 2 * tm * tn) * BYTES, work=tm * tk * tn)
-                self.last_user[("a", a_slot)] = prev
-                self.last_user[("w", w_slot)] = prev
-            self.last_store = b.emit("store_tile", layer, (desc, acc, m0, tm, n0, tn), deps=[prev],
-                                     dram_bytes=tm * tn * BYTES, onchip_bytes=tm * tn * BYTES)
-            self.last_user[("acc", acc_slot)] = self.last_store

@@ -8,18 +8,22 @@ matrix-unit cycles (exact, from systolic_cycles), DMA-load cycles and DMA-store
 cycles, plus the exposed first load (all of it without double buffering).
 A tile's spatial dimensions must cover at least one array fold (or the whole
 dimension when it is smaller), otherwise the array cannot be filled.
+The search prices the candidates' compute and A-tile reads with NumPy, then scores
+every tiling in a Numba loop: it runs per layer shape and design point, so a sweep
+pays for it thousands of times.
 """
 from __future__ import annotations
 
 import functools
-import itertools
-import math
 from dataclasses import dataclass
 
-from compiler.errors import CompileError
-from compiler.targets.systolic_cycles import matmul_cycles, spatial_temporal
+import numpy as np
+from numba import njit
 
-BYTES = 4  # fp32 operands and accumulators
+from compiler.errors import CompileError
+from compiler.program import BYTES
+from compiler.targets.systolic_cycles import matmul_cycles, spatial_temporal
+from compiler.targets.tile_loops import im2col_elems
 
 
 @dataclass(frozen=True)
@@ -59,45 +63,27 @@ def _candidates(dim: int, unit: int) -> list:
     return sorted(values)
 
 
-def _pieces(dim: int, tile: int) -> list:
-    full, rest = divmod(dim, tile)
-    return [(tile, full)] + ([(rest, 1)] if rest else [])
-
-
-def im2col_read_bytes(geom, m0: int, tm: int, k0: int, tk: int) -> int:
+def im2col_read_bytes(geom, m0, tm, k0, tk):
     """DRAM bytes a [tm,tk] im2col tile reads: the input rows its window spans, once each.
 
-    geom = (kernel_elems, oh, ow, sh, span_h, h, w). The on-chip im2col unit
-    expands them; it never reads more than the tile itself holds.
+    geom = (kernel_elems, oh, ow, sh, span_h, h, w); the tile operands may be arrays.
+    The on-chip im2col unit expands them; it never reads more than the tile itself holds.
     """
-    kk, oh, ow, sh, span_h, h, w = geom
-    nch = (k0 + tk - 1) // kk - k0 // kk + 1
-    pixels = oh * ow
-    n0, n1 = m0 // pixels, (m0 + tm - 1) // pixels
-    if n0 == n1:
-        out_rows = ((m0 + tm - 1) % pixels) // ow - (m0 % pixels) // ow + 1
-        total = nch * min(h, (out_rows - 1) * sh + span_h) * w
-    else:
-        total = (n1 - n0 + 1) * nch * h * w
-    return min(total, tm * tk) * BYTES
+    return im2col_elems(*geom, m0, tm, k0, tk) * BYTES
 
 
-def estimate(b: Budget, m: int, k: int, n: int, tm: int, tk: int, tn: int, buffers: int, order: str,
-             geom=None) -> int:
-    compute = 0
-    for (pm, cm), (pk, ck), (pn, cn) in itertools.product(_pieces(m, tm), _pieces(k, tk), _pieces(n, tn)):
-        compute += cm * ck * cn * int(matmul_cycles(b.dataflow, b.rows, b.cols, pm, pk, pn))
-    nm, nk, nn = -(-m // tm), -(-k // tk), -(-n // tn)
-    a_tile = im2col_read_bytes(geom, 0, tm, 0, tk) if geom else tm * tk * BYTES
-    a_loads = nm * nk * (1 if (order == "m_outer" and nk == 1) else nn)
-    w_loads = nn * nk * (1 if (order == "n_outer" and nk == 1) else nm)
-    load = (a_loads * a_tile + w_loads * tk * tn * BYTES) / b.dram_bytes_per_cycle \
-        + (a_loads + w_loads + nm * nn) * b.dram_latency
-    store = m * n * BYTES / b.dram_bytes_per_cycle + nm * nn * b.dram_latency
-    first = (a_tile + tk * tn * BYTES) / b.dram_bytes_per_cycle + 2 * b.dram_latency
-    if buffers == 1:  # nothing overlaps: loads, compute and stores take turns
-        return int(compute + load + store)
-    return int(max(compute, load, store) + first)
+def _matrix_cycles(dataflow: str, rows: int, cols: int, m: int, k: int, n: int, tms, tks, tns) -> np.ndarray:
+    """Matrix-unit cycles [len(tms), len(tks), len(tns)] of every tile-size combination: each
+    dimension splits into full tiles and at most one smaller edge tile, so a GEMM has up to
+    2x2x2 kinds of tile, each priced exactly and weighted by how many there are."""
+    sizes, counts = [], []
+    for axis, (dim, t) in enumerate(((m, tms), (k, tks), (n, tns))):
+        shape = [1] * 6                     # (kind_m, kind_k, kind_n, tm, tk, tn)
+        shape[axis], shape[axis + 3] = 2, len(t)
+        sizes.append(np.stack([t, dim % t]).reshape(shape))
+        counts.append(np.stack([dim // t, dim % t > 0]).reshape(shape))
+    cycles = matmul_cycles(dataflow, rows, cols, *sizes)
+    return (counts[0] * counts[1] * counts[2] * cycles).sum(axis=(0, 1, 2))
 
 
 def choose_tiling(b: Budget, m: int, k: int, n: int, layer: str, geom=None) -> Tiling:
@@ -118,23 +104,70 @@ def choose_tiling(b: Budget, m: int, k: int, n: int, layer: str, geom=None) -> T
 
 @functools.lru_cache(maxsize=4096)
 def _search(b: Budget, m: int, k: int, n: int, geom) -> Tiling | None:
-    s_r, s_c, _ = spatial_temporal(b.dataflow, "m", "k", "n")
+    tms, tks, tns, compute, a_tile = _priced_candidates(b.dataflow, b.rows, b.cols, m, k, n, geom)
+    tm, tk, tn, buffers, m_outer, est = _best(
+        compute, a_tile, tms, tks, tns, m, k, n, b.dram_bytes_per_cycle, b.dram_latency, b.input_bytes,
+        b.weight_bytes, b.acc_bytes, b.double_buffer, BYTES)
+    if tm == 0:
+        return None
+    return Tiling(int(tm), int(tk), int(tn), int(buffers), "m_outer" if m_outer else "n_outer", int(est))
+
+
+@functools.lru_cache(maxsize=4096)
+def _priced_candidates(dataflow: str, rows: int, cols: int, m: int, k: int, n: int, geom) -> tuple:
+    """Tile sizes to try per dimension, with what their price owes nothing to the memories (so
+    design points that differ only in memory share it): matrix-unit cycles [tm, tk, tn] and the
+    DRAM bytes of one A tile [tm, tk]. The Numba search loop gets these, and BYTES, as arguments:
+    its disk cache only notices changes to this file, not to the modules they come from."""
+    s_r, s_c, _ = spatial_temporal(dataflow, "m", "k", "n")
+    # Candidates of the spatial dimensions start at one array fold (or the whole dimension),
+    # so every candidate fills the array; the others grow from 16.
     unit = {"m": 16, "k": 16, "n": 16}
-    unit[s_r], unit[s_c] = b.rows, b.cols
-    minimum = {s_r: b.rows, s_c: b.cols}
-    best = None
-    for buffers in ((2, 1) if b.double_buffer else (1,)):
-        for tm, tk, tn in itertools.product(_candidates(m, unit["m"]), _candidates(k, unit["k"]),
-                                            _candidates(n, unit["n"])):
-            dims = {"m": (tm, m), "k": (tk, k), "n": (tn, n)}
-            if any(t < min(full, minimum[d]) for d, (t, full) in dims.items() if d in minimum):
-                continue
-            if (tm * tk * BYTES * buffers > b.input_bytes or tk * tn * BYTES * buffers > b.weight_bytes
-                    or tm * tn * BYTES * buffers > b.acc_bytes):
-                continue
-            for order in ("n_outer", "m_outer"):
-                est = estimate(b, m, k, n, tm, tk, tn, buffers, order, geom)
-                key = (est, -buffers, math.ceil(m / tm) * math.ceil(k / tk) * math.ceil(n / tn))
-                if best is None or key < best[0]:
-                    best = (key, Tiling(tm, tk, tn, buffers, order, est))
-    return None if best is None else best[1]
+    unit[s_r], unit[s_c] = rows, cols
+    tms, tks, tns = (np.array(_candidates(dim, unit[d]), np.int64) for d, dim in (("m", m), ("k", k), ("n", n)))
+    compute = _matrix_cycles(dataflow, rows, cols, m, k, n, tms, tks, tns)
+    a_tile = (im2col_read_bytes(geom, 0, tms[:, None], 0, tks[None, :]) if geom
+              else tms[:, None] * tks[None, :] * BYTES)
+    return tms, tks, tns, compute, a_tile
+
+
+@njit(cache=True)
+def _estimate(compute, a_tile, m, k, n, tm, tk, tn, buffers, m_outer, bytes_per_cycle, latency, elem_bytes):
+    """Estimated cycles of one tiling from its matrix-unit cycles and the DRAM bytes of one A tile
+    (m_outer: inputs reused across n tiles, else weights across m tiles)."""
+    nm, nk, nn = -(-m // tm), -(-k // tk), -(-n // tn)
+    a_loads = nm * nk * (1 if (m_outer and nk == 1) else nn)
+    w_loads = nn * nk * (1 if (not m_outer and nk == 1) else nm)
+    load = (a_loads * a_tile + w_loads * tk * tn * elem_bytes) / bytes_per_cycle \
+        + (a_loads + w_loads + nm * nn) * latency
+    store = m * n * elem_bytes / bytes_per_cycle + nm * nn * latency
+    first = (a_tile + tk * tn * elem_bytes) / bytes_per_cycle + 2 * latency
+    if buffers == 1:  # nothing overlaps: loads, compute and stores take turns
+        return int(compute + load + store)
+    return int(max(float(compute), load, store) + first)
+
+
+@njit(cache=True)
+def _best(compute, a_tile, tms, tks, tns, m, k, n, bytes_per_cycle, latency, input_bytes, weight_bytes, acc_bytes,
+          double_buffer, elem_bytes):
+    """(tm, tk, tn, buffers, m_outer, est) of the fitting tiling with the lowest estimate, then
+    double buffering, then fewest tiles; the first such in loop order. tm = 0: nothing fits."""
+    best = (0, 0, 0, 0, False, 0)
+    best_key = (np.iinfo(np.int64).max, 0, 0)
+    for buffers in (2, 1):
+        if buffers == 2 and not double_buffer:
+            continue
+        for i, tm in enumerate(tms):
+            for j, tk in enumerate(tks):
+                for l, tn in enumerate(tns):
+                    if (tm * tk * elem_bytes * buffers > input_bytes or tk * tn * elem_bytes * buffers > weight_bytes
+                            or tm * tn * elem_bytes * buffers > acc_bytes):
+                        continue
+                    tiles = -(-m // tm) * -(-k // tk) * -(-n // tn)
+                    for m_outer in (False, True):
+                        est = _estimate(compute[i, j, l], a_tile[i, j], m, k, n, tm, tk, tn, buffers, m_outer,
+                                        bytes_per_cycle, latency, elem_bytes)
+                        key = (est, -buffers, tiles)
+                        if key < best_key:
+                            best_key, best = key, (tm, tk, tn, buffers, m_outer, est)
+    return best

@@ -17,9 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from compiler.errors import CompileError
-from compiler.program import BINARY_OPS, MAX_RANK
-
-BYTES = 4
+from compiler.program import BINARY_OPS, BYTES, MAX_RANK
 
 
 def _strides(shape) -> list:

@@ -15,14 +15,15 @@ from compiler.spec import SystolicSpec
 from dse.store import STORE_FILE, Store, evaluation_key, point_key
 
 ROOT = Path(__file__).resolve().parents[2]
+# Long enough (ResNet-50, ~10 ms per evaluation) that a signal lands mid-sweep.
 SPEC = """name: durable
-workloads: [zoo:small_cnn, zoo:mlp]
+workloads: [zoo:resnet50, zoo:mlp]
 sweep:
   parameters:
-    array.rows: {min: 4, max: 64, factor: 2}
-    array.cols: {min: 4, max: 64, factor: 2}
+    array.rows: {min: 8, max: 128, factor: 2}
+    array.cols: {min: 8, max: 128, factor: 2}
     array.dataflow: [weight_stationary, output_stationary, input_stationary]
-    memory.input_scratchpad_kib: [4, 16, 64]
+    memory.input_scratchpad_kib: [64, 256, 1024]
 """
 TOTAL = 225 * 2
 
@@ -56,7 +57,7 @@ def test_put_is_idempotent_and_survives_reopening(tmp_path):
 
 
 def test_rerun_reuses_everything_and_load_returns_the_store(tmp_path):
-    (tmp_path / "s.yaml").write_text(SPEC.replace("factor: 2}", "factor: 4}"))
+    (tmp_path / "s.yaml").write_text(SPEC.replace("factor: 2}", "factor: 4}").replace("resnet50", "small_cnn"))
     first = dse.sweep(tmp_path / "s.yaml", out=tmp_path / "r", workers=1)
     again = dse.sweep(tmp_path / "s.yaml", out=tmp_path / "r", workers=1)
     assert first.computed == 3 * 3 * 3 * 3 * 2 and again.computed == 0

@@ -1,0 +1,149 @@
+"""The tile loop nest of one GEMM layer, emitted as a block of instruction rows.
+
+In: the layer's GEMM shape and groups, its Tiling, the buffer slot sizes and the
+DRAM addresses; out: an `Instructions` block (rows numbered from `base`, the
+index its first row will have in the Program) with each row's operands, bytes,
+work and dependencies. Per output tile: bias preload into an accumulator slot,
+then per K tile an im2col load of A and a load of W (each skipped when the same
+tile is still resident from the previous load) and a matmul, then a store.
+Buffers hold `tiling.buffers` slots used round robin, and a load into a slot
+waits for the last matmul that read the slot's previous tile (the store, for an
+accumulator slot). Plain Numba loops, because a sweep emits tens of thousands of
+rows per design point. Numba's disk cache only notices changes to the file a
+kernel lives in, so the kernels here call nothing from other modules: what they
+need from compiler.program comes in as arguments.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+from numba import njit, vectorize
+
+from compiler.program import BYTES, N_OPERANDS, OPCODE_ENGINE, OPCODE_ID, Instructions
+
+if TYPE_CHECKING:
+    from compiler.targets.tiling import Tiling
+
+KINDS = ("load_bias", "load_im2col", "load_weights", "matmul", "store_tile")
+BIAS, LOAD_A, LOAD_W, MATMUL, STORE = range(len(KINDS))
+OPCODES = np.array([OPCODE_ID[op] for op in KINDS], np.int16)
+ENGINES = OPCODE_ENGINE[OPCODES]
+
+
+def emit_gemm(base: int, layer: int, tiling: Tiling, slot_bytes: tuple, geom: tuple, m: int, k: int, n: int,
+              groups: int, desc0: int, w_addr: int, bias_addr: int, input_ready: int) -> Instructions:
+    """Rows of a GEMM layer's `groups` GEMMs [m,k] x [k,n]; group g uses descriptor desc0 + g, weights
+    [k,n] at w_addr + g*k*n*BYTES and bias (bias_addr < 0: none) at bias_addr + g*n*BYTES.
+    slot_bytes = (input, weight, accumulator) bytes per buffer slot; geom as in im2col_elems;
+    input_ready = row that last wrote the layer's input (-1: none)."""
+    t = tiling
+    return Instructions(*_loop_nest(
+        base, layer, m, k, n, groups, t.tm, t.tk, t.tn, t.buffers, t.order == "m_outer", desc0, w_addr, bias_addr,
+        *slot_bytes, input_ready, geom, OPCODES, ENGINES, BYTES, N_OPERANDS))
+
+
+@njit(cache=True)
+def _im2col_elems(kk, oh, ow, sh, span_h, h, w, m0, tm, k0, tk):
+    nch = (k0 + tk - 1) // kk - k0 // kk + 1
+    pixels = oh * ow
+    n0, n1 = m0 // pixels, (m0 + tm - 1) // pixels
+    if n0 == n1:
+        out_rows = ((m0 + tm - 1) % pixels) // ow - (m0 % pixels) // ow + 1
+        total = nch * min(h, (out_rows - 1) * sh + span_h) * w
+    else:
+        total = (n1 - n0 + 1) * nch * h * w
+    return min(total, tm * tk)
+
+
+@vectorize(["int64(int64, int64, int64, int64, int64, int64, int64, int64, int64, int64, int64)"], cache=True)
+def im2col_elems(kk, oh, ow, sh, span_h, h, w, m0, tm, k0, tk):
+    """Input elements the im2col load of A rows m0..m0+tm, columns k0..k0+tk reads from DRAM: the
+    input rows its window spans, once each (the on-chip im2col unit expands them), never more than
+    the tile holds. geom = (kk, oh, ow, sh, span_h, h, w): kernel elements, output height and
+    width, row stride, rows one window spans, input height and width; arguments broadcast."""
+    return _im2col_elems(kk, oh, ow, sh, span_h, h, w, m0, tm, k0, tk)
+
+
+@njit(cache=True, inline="always")   # a call per row would cost more than the row
+def _put(rows, i, kind, a0, a1, a2, a3, a4, a5, d0, d1, d2, dram, onchip, work):
+    """Write row i of `kind`; its dependencies d0..d2 (-1: none) go in sorted, without repeats."""
+    engine, opcode, _, operands, dram_col, onchip_col, work_col, dep_ptr, dep_idx, opcodes, engines = rows
+    engine[i], opcode[i] = engines[kind], opcodes[kind]
+    operands[i, 0], operands[i, 1], operands[i, 2] = a0, a1, a2
+    operands[i, 3], operands[i, 4], operands[i, 5] = a3, a4, a5
+    dram_col[i], onchip_col[i], work_col[i] = dram, onchip, work
+    if d0 > d1:
+        d0, d1 = d1, d0
+    if d1 > d2:
+        d1, d2 = d2, d1
+    if d0 > d1:
+        d0, d1 = d1, d0
+    nd, last = dep_ptr[i], -1
+    for d in (d0, d1, d2):
+        if d > last:
+            dep_idx[nd] = d
+            nd += 1
+            last = d
+    dep_ptr[i + 1] = nd
+
+
+@njit(cache=True)
+def _loop_nest(base, layer, m, k, n, groups, tm, tk, tn, nbuf, m_outer, desc0, w_addr0, bias_addr0,
+               a_slot_bytes, w_slot_bytes, acc_slot_bytes, input_ready, geom, opcodes, engines, elem_bytes,
+               n_operands):
+    """The columns of emit_gemm's Instructions, in field order."""
+    kk, oh, ow, sh, span_h, h, w = geom
+    nm, nk, nn = -(-m // tm), -(-k // tk), -(-n // tn)
+    cap = groups * nm * nn * (2 + 3 * nk)     # every load emitted; reuse only makes it shorter
+    rows = (np.empty(cap, np.int8), np.empty(cap, np.int16), np.full(cap, layer, np.int32),
+            np.zeros((cap, n_operands), np.int64), np.empty(cap, np.int64), np.empty(cap, np.int64),
+            np.empty(cap, np.int64), np.zeros(cap + 1, np.int64), np.empty(3 * cap, np.int64), opcodes, engines)
+    # last row that used each slot (-1: none yet); slots turn round robin across the layer's groups
+    a_user, w_user, acc_user = np.full(nbuf, -1), np.full(nbuf, -1), np.full(nbuf, -1)
+    a_next = w_next = acc_next = 0
+    i = 0
+    for g in range(groups):
+        desc, w_addr = desc0 + g, w_addr0 + g * k * n * elem_bytes
+        bias = bias_addr0 + g * n * elem_bytes if bias_addr0 >= 0 else -1
+        a_m0 = a_k0 = w_n0 = w_k0 = -1           # key of the tile the last load brought in
+        a_slot = w_slot = a_row = w_row = -1     # its slot and row
+        for p in range(nm * nn):
+            mi, ni = (p // nn, p % nn) if m_outer else (p % nm, p // nm)
+            m0, n0 = mi * tm, ni * tn
+            tm_, tn_ = min(tm, m - m0), min(tn, n - n0)    # this tile's size: smaller at the edges
+            acc_slot, acc_next = acc_next, (acc_next + 1) % nbuf
+            acc = acc_slot * acc_slot_bytes
+            src = bias + n0 * elem_bytes if bias >= 0 else -1
+            _put(rows, i, BIAS, src, tm_, tn_, acc, 0, 0, acc_user[acc_slot], -1, -1,
+                 tn_ * elem_bytes if src >= 0 else 0, tm_ * tn_ * elem_bytes, 0)
+            prev = base + i
+            i += 1
+            for k0 in range(0, k, tk):
+                tk_ = min(tk, k - k0)
+                if a_m0 != m0 or a_k0 != k0:
+                    a_slot, a_next = a_next, (a_next + 1) % nbuf
+                    read = _im2col_elems(kk, oh, ow, sh, span_h, h, w, m0, tm_, k0, tk_) * elem_bytes
+                    _put(rows, i, LOAD_A, desc, m0, tm_, k0, tk_, a_slot * a_slot_bytes,
+                         a_user[a_slot], input_ready, -1, read, tm_ * tk_ * elem_bytes, 0)
+                    a_m0, a_k0, a_row = m0, k0, base + i
+                    i += 1
+                if w_n0 != n0 or w_k0 != k0:
+                    w_slot, w_next = w_next, (w_next + 1) % nbuf
+                    w_bytes = tk_ * tn_ * elem_bytes
+                    _put(rows, i, LOAD_W, w_addr + (k0 * n + n0) * elem_bytes, tk_, tn_, n, w_slot * w_slot_bytes,
+                         0, w_user[w_slot], -1, -1, w_bytes, w_bytes, 0)
+                    w_n0, w_k0, w_row = n0, k0, base + i
+                    i += 1
+                _put(rows, i, MATMUL, a_slot * a_slot_bytes, w_slot * w_slot_bytes, acc, tm_, tk_, tn_,
+                     a_row, w_row, prev, 0, (tm_ * tk_ + tk_ * tn_ + 2 * tm_ * tn_) * elem_bytes, tm_ * tk_ * tn_)
+                prev = base + i
+                a_user[a_slot] = w_user[w_slot] = prev
+                i += 1
+            _put(rows, i, STORE, desc, acc, m0, tm_, n0, tn_, prev, -1, -1,
+                 tm_ * tn_ * elem_bytes, tm_ * tn_ * elem_bytes, 0)
+            acc_user[acc_slot] = base + i
+            i += 1
+    engine, opcode, layers, operands, dram, onchip, work, dep_ptr, dep_idx = rows[:9]
+    return (engine[:i], opcode[:i], layers[:i], operands[:i], dram[:i], onchip[:i], work[:i], dep_ptr[:i + 1],
+            dep_idx[:dep_ptr[i]])

@@ -27,6 +27,7 @@ IR ops (inputs -> attrs), all float32 today:
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -50,7 +51,7 @@ class TensorType:
 
     @property
     def size(self) -> int:
-        return int(np.prod(self.shape, dtype=np.int64))
+        return math.prod(self.shape)
 
 
 @dataclass(frozen=True)
@@ -154,7 +155,7 @@ def node_macs(graph: Graph, node: Node) -> int:
     w = graph.tensors[node.inputs[1]]
     if node.op == "conv":
         # every output element takes Cin/g * kh * kw MACs
-        return out.size * int(np.prod(w.shape[1:]))
+        return out.size * math.prod(w.shape[1:])
     if node.op == "gemm":
         return out.size * w.shape[0]
     return 0

@@ -84,52 +84,81 @@ class Stats:
         return row
 
 
-def _level_bytes(program: Program, rows) -> dict:
-    """Bytes per memory level moved by the instructions `rows` (an index array or slice)."""
+def _level_bytes(program: Program) -> dict:
+    """Bytes each instruction moves per memory level: level -> int64 array over instructions."""
     ins = program.instructions
-    op, ops = ins.opcode[rows], ins.operands[rows]
-    onchip = ins.onchip_bytes[rows]
+    op, ops, onchip = ins.opcode, ins.operands, ins.onchip_bytes
     mm = op == OPCODE_ID["matmul"]
-    tm, tk, tn = ops[mm, 3], ops[mm, 4], ops[mm, 5]
+    tm, tk, tn = (np.where(mm, ops[:, i], 0) for i in (3, 4, 5))
     return {
-        "dram": int(ins.dram_bytes[rows].sum()),
-        "input_scratchpad": int(onchip[op == OPCODE_ID["load_im2col"]].sum() + 4 * (tm * tk).sum()),
-        "weight_scratchpad": int(onchip[op == OPCODE_ID["load_weights"]].sum() + 4 * (tk * tn).sum()),
-        "accumulator": int(onchip[(op == OPCODE_ID["load_bias"]) | (op == OPCODE_ID["store_tile"])].sum()
-                           + 8 * (tm * tn).sum()),
+        "dram": ins.dram_bytes.astype(np.int64),
+        "input_scratchpad": np.where(op == OPCODE_ID["load_im2col"], onchip, 0) + 4 * tm * tk,
+        "weight_scratchpad": np.where(op == OPCODE_ID["load_weights"], onchip, 0) + 4 * tk * tn,
+        "accumulator": np.where((op == OPCODE_ID["load_bias"]) | (op == OPCODE_ID["store_tile"]), onchip, 0)
+                       + 8 * tm * tn,
     }
 
 
 def collect(program: Program, cycles: np.ndarray, start: np.ndarray, finish: np.ndarray,
             ideal_memory: bool) -> Stats:
+    """Totals, per-engine and per-layer figures; every per-layer sum is one bincount
+    over the instructions' layer index (this runs once per design point in a sweep)."""
     spec = program.spec
     ins = program.instructions
+    n_layers = len(program.layers)
     pes = spec.array.rows * spec.array.cols
     total = int(finish.max() - start.min()) if len(finish) else 0
     latency = total / (spec.clock_ghz * 1e9)
     macs = sum(layer.macs for layer in program.layers)
     busy = {e: int(cycles[ins.engine == i].sum()) for e, i in ENGINE_ID.items()}
     vec = ins.engine == ENGINE_ID["vector"]
-    layer_vector_ops = np.bincount(ins.layer[vec], weights=ins.work[vec], minlength=len(program.layers))
+    per_ins = _level_bytes(program)
+
+    # Instructions are emitted layer after layer; sort (stably) only if some target does not.
+    layer_of = ins.layer
+    order = None if np.all(layer_of[1:] >= layer_of[:-1]) else np.argsort(layer_of, kind="stable")
+    if order is not None:
+        layer_of = layer_of[order]
+    bounds = np.searchsorted(layer_of, np.arange(n_layers + 1))
+    counts = np.diff(bounds)
+    present = np.flatnonzero(counts)
+
+    def per_layer(values):
+        """Sum of `values` over each layer's instructions (exact integer prefix sums)."""
+        values = np.asarray(values, np.int64) if order is None else np.asarray(values, np.int64)[order]
+        prefix = np.concatenate(([0], np.cumsum(values)))
+        return prefix[bounds[1:]] - prefix[bounds[:-1]]
+
+    def per_layer_extreme(ufunc, values):
+        out = np.zeros(n_layers, np.int64)
+        values = values if order is None else values[order]
+        if len(present):
+            out[present] = ufunc.reduceat(values, bounds[present])
+        return out
+
+    layer_first = per_layer_extreme(np.minimum, start)
+    layer_last = per_layer_extreme(np.maximum, finish)
+    compute_engine = np.array([ENGINE_ID["matrix"] if layer.op in ("conv", "gemm") else ENGINE_ID["vector"]
+                               for layer in program.layers], np.int64)
+    on_compute = ins.engine == compute_engine[ins.layer] if n_layers else vec
+    compute_cycles = per_layer(np.where(on_compute, cycles, 0))
+    vector_ops_by_layer = per_layer(np.where(vec, ins.work, 0))
+    bytes_by_layer = {level: per_layer(values) for level, values in per_ins.items()}
     layers = []
-    order = np.argsort(ins.layer, kind="stable")
-    bounds = np.searchsorted(ins.layer[order], np.arange(len(program.layers) + 1))
     for li, layer in enumerate(program.layers):
-        idx = order[bounds[li]:bounds[li + 1]]
-        if len(idx) == 0:
+        if counts[li] == 0:
             continue
-        span = int(finish[idx].max() - start[idx].min())
-        engine = ENGINE_ID["matrix"] if layer.op in ("conv", "gemm") else ENGINE_ID["vector"]
-        compute = int(cycles[idx][ins.engine[idx] == engine].sum())
+        span = int(layer_last[li] - layer_first[li])
+        compute = int(compute_cycles[li])
         layers.append({
             "name": layer.name, "op": layer.op, "macs": layer.macs,
-            "vector_ops": int(layer_vector_ops[li]), "cycles": span,
+            "vector_ops": int(vector_ops_by_layer[li]), "cycles": span,
             "compute_cycles": compute, "stall_cycles": max(span - compute, 0),
             "utilisation": layer.macs / (span * pes) if span and layer.macs else 0.0,
-            "start_cycle": int(start[idx].min()), "instructions": len(idx),
-            "bytes": _level_bytes(program, idx), "mapping": layer.mapping,
+            "start_cycle": int(layer_first[li]), "instructions": int(counts[li]),
+            "bytes": {level: int(v[li]) for level, v in bytes_by_layer.items()}, "mapping": layer.mapping,
         })
-    level_bytes = _level_bytes(program, slice(None))
+    level_bytes = {level: int(values.sum()) for level, values in per_ins.items()}
     vector_ops = int(ins.work[vec].sum())
     costs = energy_model.unit_costs(spec)
     energy = energy_model.energy_j(costs, macs, vector_ops, level_bytes, latency)

@@ -238,10 +238,13 @@ def _summary(result: SweepResult, space, seconds: float) -> str:
                 lines.append(f"  {o.name}: not available from this target's stats")
                 continue
             best = ok.loc[ok[o.name].idxmin() if o.direction == "min" else ok[o.name].idxmax()]
-            params = ", ".join(f"{k}={best[k]}" for k in space.parameters)
+            params = ", ".join(f"{k}={best[k]}" for k in space.parameters) or "the spec's values"
             unit = spacemod.METRICS[o.name][0]
             figure = f"{best[o.name]:.4g} {unit}"
             lines.append(f"  best {o.name:<18} {figure:<18} at {params}")
+    if len(pts) and not feasible:
+        reasons = pts["reason"].value_counts()
+        lines.append(f"  no feasible point; most common reason ({reasons.iloc[0]} of {len(pts)}): {reasons.index[0]}")
     lines.append(f"wrote {result.folder}/: points.csv, results.csv, {STORE_FILE}, index.html")
     if result.interrupted:
         lines.append("run the same command again to finish: stored evaluations are not recomputed")

@@ -91,24 +91,34 @@ class _Optuna:
         self.objectives = objectives
         self.seen: set = set()
         self.pending = []
-        self.asked = 0
+        self.rng = np.random.default_rng(seed)
 
     def propose(self):
-        if len(self.seen) >= self.budget or self.asked > 50 * self.budget:
+        if len(self.seen) >= self.budget:
             return None
         want = min(self.batch_size, self.budget - len(self.seen))
-        batch, new = [], 0
-        while new < want and self.asked <= 50 * self.budget:
+        batch, new, asked = [], 0, 0
+        while new < want and asked < 3 * want:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 trial = self.study.ask()
-            self.asked += 1
+            asked += 1
             point = tuple(trial.suggest_int(path, 0, len(values) - 1)
                           for path, values in self.space.parameters.items())
             self.pending.append((trial, point))
             batch.append(point)
             if point not in self.seen:
                 self.seen.add(point)
+                new += 1
+        # A converging sampler mostly repeats known points (each ask costs more as the
+        # study grows): top the batch up with seeded random unseen points instead. The
+        # sampler is not told about those; they are evaluated and stored like the rest.
+        sizes = [len(v) for v in self.space.parameters.values()]
+        while new < want:
+            point = tuple(int(self.rng.integers(n)) for n in sizes)
+            if point not in self.seen:
+                self.seen.add(point)
+                batch.append(point)
                 new += 1
         return batch
 

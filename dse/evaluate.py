@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 
 from compiler.errors import CompileError
+from compiler.spec import SystolicSpec
 from compiler.targets import lower
 from dse.workloads import Workload, graph_of
 from sim import simulate
@@ -56,18 +57,12 @@ def run_chunk(tasks: list) -> list:
 
 def warm(workloads=()) -> None:
     """Compile the Numba kernels (and the workloads' Graphs) in this process once."""
-    from dse.workloads import Workload as W
-    evaluate(graph_of(W("zoo:mlp")), _default_spec())
+    evaluate(graph_of(Workload("zoo:mlp")), SystolicSpec())
     for w in workloads:
         try:
             graph_of(w)
         except CompileError:
             pass  # reported when its tasks run
-
-
-def _default_spec():
-    from compiler.spec import SystolicSpec
-    return SystolicSpec()
 
 
 def point_metrics(records: list, workloads: tuple) -> dict:

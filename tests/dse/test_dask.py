@@ -72,7 +72,10 @@ def test_cluster_sweep_equals_the_local_sweep(cluster, tmp_path):
 
 def test_a_worker_killed_mid_sweep_loses_nothing(cluster, tmp_path):
     address, workers = cluster
-    (tmp_path / "s.yaml").write_text(SPEC.replace("[4, 16, 64]", "[4, 8, 16, 32, 64, 128]"))
+    # ResNet-50 (~10 ms per evaluation) so the sweep is still running when the worker dies.
+    (tmp_path / "s.yaml").write_text(SPEC.replace("[4, 16, 64]", "[64, 128, 256, 512, 1024, 2048]")
+                                     .replace("zoo:small_cnn", "zoo:resnet50").replace("min: 4,", "min: 8,")
+                                     .replace("max: 64,", "max: 128,"))
     store = tmp_path / "remote" / "results.sqlite"
 
     def kill_one_worker_once_results_arrive():

@@ -3,10 +3,10 @@ pass maps to itself, and every target lowers (contract 1 of DESIGN.md).
 
 A Graph is a list of Nodes in topological order over named tensors. Tensors
 have a static shape and dtype; constants (weights, folded shapes) hold NumPy
-arrays. Layout is NCHW for 4-D activations. `Graph.verify()` checks the
-contract and names the offending node; `str(graph)` prints one node per line.
+arrays of that dtype. Layout is NCHW for 4-D activations. `Graph.verify()` checks
+the contract and names the offending node; `str(graph)` prints one node per line.
 
-IR ops (inputs -> attrs), all float32 today:
+IR ops (inputs -> attrs) on float32 tensors:
   conv       (x, w[Cout,Cin/g,kh,kw], b?) strides(2) pads(t,l,b,r) dilations(2) group activation
   gemm       (x[M,K], w[K,N] const, b[N]?) activation          y = x @ w + b
   relu       (x)
@@ -23,6 +23,36 @@ IR ops (inputs -> attrs), all float32 today:
   reshape    (x)   same elements, new shape (a view; no data moves)
   identity   (x)
 `activation` is "none" or "relu" (a fused activation applied on the way out).
+
+Quantised tensors (docs/int8_datapath.md is the arithmetic; section numbers below):
+dtype "uint8"/"int8" tensors hold codes and carry `Quant` (float32 scale, zero point,
+axis None = per tensor); "int32" tensors (biases, integer accumulators) carry none.
+An op takes its quantised meaning from its tensor types:
+  conv gemm  x u8/s8, w const u8/s8 (per tensor, or per output channel: conv axis 0,
+             gemm axis 1), b? const int32 [Cout] in accumulator units (scale x_s*w_s):
+             QLinearConv / QLinearMatMul / QGemm (section 2): int32 acc of (x-zx)(w-zw)
+             + b, requantised with F(F(F(alpha*x_s)*w_s[c])/y_s); gemm attr alpha
+             (default 1.0, QGemm only). activation relu clamps the codes at y_zp.
+             Output int32 (no quant, no bias) = ConvInteger/MatMulInteger's accumulator;
+             gemm output fp32 = QGemm without y_scale, F(float(acc) * F(F(alpha*x_s)*w_s)).
+  add mul    a, b, y the same 8-bit dtype, per tensor: QLinearAdd / QLinearMul (section 3).
+  avgpool    QLinearAveragePool (float window sum, section 3); when the kernel covers the
+             whole input with no pads it is QLinearGlobalAveragePool's integer sum
+             (`is_global_pool`; onnxruntime's QLinearAveragePool falls back to it too).
+  softmax    (x, table fp32[256] const) axis: QLinearSoftmax (opset-13 form, one axis):
+             per row m = max(x); e = table[x - m + 255] (int8: index (x - m + 127) & 255);
+             s = sequential float32 sum of e; c = floor(F(1 / y_s));
+             y = clamp(rne(double(e) * c / s) + y_zp, qmin, qmax) (the quotient in double).
+             The table is F(exp((i - 255 + B) * x_s)), B = max(0, logf(FLT_MAX / D) - 5) / x_s,
+             D the axis length (contrib_ops/cpu/quantization/qlinear_softmax.cc).
+  maxpool reshape transpose identity concat on 8-bit codes move codes: every input and
+             the output share dtype and quant (QLinearConcat with differing input
+             parameters becomes lookup(s) first).
+  quantize   (x fp32) -> y 8-bit: QuantizeLinear with y's quant (per tensor or along axis).
+  dequantize (x 8-bit) -> y fp32: DequantizeLinear with x's quant.
+  lookup     (x 8-bit, table[256] const of y's dtype) y = table[x as uint8 bits]
+             (QLinearSigmoid / QLinearLeakyRelu / QLinearConcat requantisation tables).
+relu, sub, div, affine and lrn are float32 only.
 """
 from __future__ import annotations
 
@@ -39,19 +69,53 @@ ACTIVATIONS = ("none", "relu")
 IR_OPS = {
     "conv": (2, 3), "gemm": (2, 3), "relu": (1, 1), "add": (2, 2), "sub": (2, 2),
     "mul": (2, 2), "div": (2, 2), "affine": (3, 3), "maxpool": (1, 1), "avgpool": (1, 1),
-    "lrn": (1, 1), "softmax": (1, 1), "concat": (1, None), "transpose": (1, 1),
-    "reshape": (1, 1), "identity": (1, 1),
+    "lrn": (1, 1), "softmax": (1, 2), "concat": (1, None), "transpose": (1, 1),
+    "reshape": (1, 1), "identity": (1, 1), "quantize": (1, 1), "dequantize": (1, 1),
+    "lookup": (2, 2),
 }
+# IR dtype -> NumPy dtype of its values
+DTYPES = {"fp32": np.float32, "uint8": np.uint8, "int8": np.int8, "int32": np.int32}
+QUANT_DTYPES = ("uint8", "int8")          # 8-bit codes, always with a Quant
+
+
+@dataclass(frozen=True)
+class Quant:
+    """Quantisation parameters of an 8-bit tensor: real = (code - zero_point) * scale.
+    scale holds float32 values (as Python floats, exactly), one per slice along `axis`,
+    or a single one when axis is None (per tensor)."""
+    scale: tuple
+    zero_point: tuple
+    axis: int | None = None
+
+    @property
+    def per_tensor(self) -> bool:
+        return self.axis is None
+
+    def scale_array(self) -> np.ndarray:
+        return np.asarray(self.scale, dtype=np.float32)
+
+    def zero_point_array(self) -> np.ndarray:
+        return np.asarray(self.zero_point, dtype=np.int32)
+
+    def __str__(self) -> str:
+        if self.axis is None:
+            return f"s={self.scale[0]:.6g} zp={self.zero_point[0]}"
+        return f"axis={self.axis} s[{len(self.scale)}] zp[{len(self.zero_point)}]"
 
 
 @dataclass(frozen=True)
 class TensorType:
     shape: tuple
     dtype: str = "fp32"
+    quant: Quant | None = None
 
     @property
     def size(self) -> int:
         return math.prod(self.shape)
+
+    @property
+    def quantised(self) -> bool:
+        return self.dtype in QUANT_DTYPES
 
 
 @dataclass(frozen=True)
@@ -107,6 +171,10 @@ class Graph:
         for name in self.inputs:
             if name not in self.tensors:
                 raise CompileError(f"graph {self.name}: input '{name}' has no type")
+        for name, ttype in self.tensors.items():
+            _check_tensor_type(f"graph {self.name}: tensor '{name}'", ttype)
+        for name, value in self.constants.items():
+            _check_constant(f"graph {self.name}: constant '{name}'", self.tensors.get(name), value)
         for node in self.nodes:
             where = f"graph {self.name}: node '{node.name}' ({node.op})"
             if node.op not in IR_OPS:
@@ -126,6 +194,7 @@ class Graph:
             act = node.attrs.get("activation", "none")
             if act not in ACTIVATIONS:
                 raise CompileError(f"{where}: activation {act!r}; allowed: {', '.join(ACTIVATIONS)}")
+            _check_node_types(self, node, where)
         for name in self.outputs:
             if name not in known:
                 raise CompileError(f"graph {self.name}: output '{name}' is never produced")
@@ -144,7 +213,124 @@ class Graph:
 
 
 def _fmt_type(t: TensorType) -> str:
-    return f"{t.dtype}[{'x'.join(str(d) for d in t.shape)}]"
+    text = f"{t.dtype}[{'x'.join(str(d) for d in t.shape)}]"
+    return f"{text}{{{t.quant}}}" if t.quant is not None else text
+
+
+def is_global_pool(graph: Graph, node: Node) -> bool:
+    """An avgpool whose kernel covers the whole input without padding (on 8-bit codes:
+    QLinearGlobalAveragePool's integer path, qlinear_pool.cc `fallback_to_global`)."""
+    return (node.op == "avgpool" and tuple(node.attrs["kernel"]) == graph.tensors[node.inputs[0]].shape[2:]
+            and not any(node.attrs["pads"]))
+
+
+# ---- dtype and quantisation checks (see the module docstring for the rules) -----------
+
+def _check_tensor_type(where: str, t: TensorType) -> None:
+    if t.dtype not in DTYPES:
+        raise CompileError(f"{where}: dtype {t.dtype!r}; allowed: {', '.join(DTYPES)}")
+    if t.quantised != (t.quant is not None):
+        raise CompileError(f"{where}: {t.dtype} tensors {'need' if t.quantised else 'take no'} "
+                           "quantisation parameters")
+    q = t.quant
+    if q is None:
+        return
+    count = 1 if q.axis is None else (t.shape[q.axis] if 0 <= q.axis < len(t.shape) else -1)
+    if count < 0:
+        raise CompileError(f"{where}: quantisation axis {q.axis} is outside rank {len(t.shape)}")
+    if len(q.scale) != count or len(q.zero_point) != count:
+        raise CompileError(f"{where}: {len(q.scale)} scales and {len(q.zero_point)} zero points; "
+                           f"axis {q.axis} needs {count} of each")
+    scale = q.scale_array()
+    if not np.all(np.isfinite(scale) & (scale > 0)):
+        raise CompileError(f"{where}: scales must be finite and > 0, got {scale.tolist()[:4]}")
+    info = np.iinfo(DTYPES[t.dtype])
+    if any(not info.min <= z <= info.max for z in q.zero_point):
+        raise CompileError(f"{where}: zero points must lie in {info.min}..{info.max} for {t.dtype}")
+
+
+def _check_constant(where: str, t: TensorType | None, value) -> None:
+    if t is None:
+        raise CompileError(f"{where} has no type")
+    if not isinstance(value, np.ndarray) or value.dtype != DTYPES[t.dtype] or value.shape != t.shape:
+        got = f"{getattr(value, 'dtype', type(value).__name__)}{list(getattr(value, 'shape', ()))}"
+        raise CompileError(f"{where}: value is {got}, its type says {_fmt_type(t)}")
+
+
+CODE_MOVES = ("maxpool", "reshape", "transpose", "identity", "concat")
+
+
+def _check_node_types(graph: Graph, node: Node, where: str) -> None:
+    """The dtype/quant rules of the module docstring for one node."""
+    ins = [graph.tensors[name] for name in node.inputs]
+    out = graph.tensors[node.outputs[0]]
+
+    def fail(rule: str):
+        types = ", ".join(_fmt_type(t) for t in ins)
+        raise CompileError(f"{where}: inputs ({types}) -> {_fmt_type(out)}: {rule}")
+
+    if all(t.dtype == "fp32" for t in ins + [out]):
+        if node.op in ("quantize", "dequantize", "lookup") or (node.op == "softmax" and len(ins) > 1):
+            fail(f"{node.op} needs 8-bit codes")
+        return
+    if node.op in ("conv", "gemm"):
+        _check_linear(graph, node, ins, out, fail)
+    elif node.op in ("add", "mul", "avgpool") or (node.op == "softmax" and len(ins) == 2):
+        data = ins if node.op != "softmax" else ins[:1]
+        if not (out.quantised and out.quant.per_tensor
+                and all(t.dtype == out.dtype and t.quant is not None and t.quant.per_tensor for t in data)):
+            fail("inputs and output must be 8-bit codes of one dtype, quantised per tensor")
+        if node.op == "softmax":
+            _check_table(graph, node.inputs[1], "float32", fail)
+    elif node.op in CODE_MOVES:
+        if any(t.dtype != out.dtype or t.quant != out.quant for t in ins) or not out.quantised:
+            fail("moves 8-bit codes, so every input and the output need the same dtype and quant")
+    elif node.op == "quantize":
+        if ins[0].dtype != "fp32" or not out.quantised:
+            fail("quantize maps float32 to 8-bit codes")
+    elif node.op == "dequantize":
+        if not ins[0].quantised or out.dtype != "fp32":
+            fail("dequantize maps 8-bit codes to float32")
+    elif node.op == "lookup":
+        if not (ins[0].quantised and out.quantised):
+            fail("lookup maps 8-bit codes to 8-bit codes")
+        _check_table(graph, node.inputs[1], out.dtype, fail)
+    else:
+        fail(f"{node.op} takes float32 only")
+
+
+def _check_table(graph: Graph, name: str, dtype: str, fail) -> None:
+    t = graph.tensors[name]
+    wanted = "fp32" if dtype == "float32" else dtype
+    if name not in graph.constants or t.shape != (256,) or t.dtype != wanted:
+        fail(f"'{name}' must be a constant {wanted}[256] table")
+
+
+def _check_linear(graph: Graph, node: Node, ins, out, fail) -> None:
+    x, w = ins[0], ins[1]
+    if not (x.quantised and x.quant.per_tensor):
+        fail("quantised conv/gemm needs 8-bit activations quantised per tensor")
+    if not w.quantised or node.inputs[1] not in graph.constants:
+        fail("quantised conv/gemm needs constant 8-bit weights")
+    if (x.dtype, w.dtype) not in (("uint8", "uint8"), ("uint8", "int8"), ("int8", "int8")):
+        fail("activation x weight dtypes must be u8 x u8, u8 x s8 or s8 x s8 (onnxruntime's kernels)")
+    channel_axis = 0 if node.op == "conv" else 1
+    if w.quant.axis not in (None, channel_axis):
+        fail(f"weights must be quantised per tensor or along axis {channel_axis} (output channels)")
+    if node.op == "conv" and len(set(w.quant.zero_point)) != 1:
+        fail("per-channel weight zero points of a conv must all be equal (qlinearconv.cc)")
+    channels = w.shape[channel_axis]
+    if len(ins) > 2 and (ins[2].dtype != "int32" or ins[2].shape != (channels,)
+                         or node.inputs[2] not in graph.constants):
+        fail(f"the bias must be a constant int32[{channels}]")
+    if out.quantised:
+        if out.dtype != x.dtype or not out.quant.per_tensor:
+            fail("the output must be codes of the activations' dtype, quantised per tensor")
+    elif out.dtype == "int32":
+        if len(ins) > 2 or node.attrs.get("activation", "none") != "none":
+            fail("an int32 accumulator output takes no bias and no activation")
+    elif node.op != "gemm" or node.attrs.get("activation", "none") != "none":
+        fail("only a gemm (QGemm) may output float32 from 8-bit inputs, without activation")
 
 
 def node_macs(graph: Graph, node: Node) -> int:

@@ -1,28 +1,39 @@
 """Plain NumPy evaluator of the Graph IR (compiler/ir.py): the test oracle that
 defines what each IR op computes. `evaluate(graph, inputs) -> {output name: array}`.
-Slow and obvious on purpose; for tests only (never imported by compiler/ or sim/).
+Float32 ops are below; ops on quantised tensors (any 8-bit or int32 operand) follow
+onnxruntime's integer datapath through the golden models tests/quant_golden.py and
+tests/quant_golden_softmax.py (docs/int8_datapath.md). Slow and obvious on purpose;
+for tests only (never imported by compiler/ or sim/).
 """
 from __future__ import annotations
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from compiler.ir import Graph, Node
+from compiler.ir import DTYPES, Graph, Node, is_global_pool
+from tests import quant_golden as golden
+from tests.quant_golden_softmax import softmax_rows
 
 
 def evaluate(graph: Graph, inputs: dict, keep_all: bool = False) -> dict:
-    """Run the graph on float32 inputs; returns the graph outputs (or every tensor)."""
-    values = {name: np.asarray(value, dtype=np.float32) for name, value in graph.constants.items()}
+    """Run the graph on float32 inputs; returns the graph outputs (or every tensor), each
+    in its IR dtype (8-bit codes as uint8/int8)."""
+    values = {name: np.asarray(value, dtype=DTYPES[graph.tensors[name].dtype])
+              for name, value in graph.constants.items()}
     for name in graph.inputs:
         values[name] = np.asarray(inputs[name], dtype=np.float32)
         assert values[name].shape == graph.tensors[name].shape, (name, values[name].shape)
     for node in graph.nodes:
         args = [values[name] for name in node.inputs]
-        out = OPS[node.op](node, args, graph.tensors[node.outputs[0]].shape)
-        out = np.asarray(out, dtype=np.float32)
-        if node.attrs.get("activation", "none") == "relu":
-            out = np.maximum(out, np.float32(0))
-        assert out.shape == graph.tensors[node.outputs[0]].shape, (node, out.shape)
+        out_type = graph.tensors[node.outputs[0]]
+        if all(graph.tensors[n].dtype == "fp32" for n in (*node.inputs, node.outputs[0])):
+            out = np.asarray(OPS[node.op](node, args, out_type.shape), dtype=np.float32)
+            if node.attrs.get("activation", "none") == "relu":
+                out = np.maximum(out, np.float32(0))
+        else:
+            out = evaluate_quantised(graph, node, args)
+            assert out.dtype == DTYPES[out_type.dtype], (node, out.dtype)
+        assert out.shape == out_type.shape, (node, out.shape)
         values[node.outputs[0]] = out
     if keep_all:
         return values
@@ -120,3 +131,100 @@ OPS = {
     "reshape": lambda n, a, s: a[0].reshape(s),
     "identity": lambda n, a, s: a[0],
 }
+
+
+# ---- ops on quantised tensors (compiler/ir.py docstring; docs/int8_datapath.md) ----------
+
+def _params(t):
+    """(scale float32 array, zero point int32 array) of a quantised TensorType."""
+    return t.quant.scale_array(), t.quant.zero_point_array()
+
+
+def _typed_zero_point(t):
+    return np.asarray(t.quant.zero_point[0], dtype=DTYPES[t.dtype])
+
+
+def _linear(graph: Graph, node: Node, args):
+    """conv/gemm on codes: QLinearConv, QLinearMatMul/QGemm, or their int32 accumulators."""
+    tx, tw, ty = (graph.tensors[n] for n in (node.inputs[0], node.inputs[1], node.outputs[0]))
+    (xs, xz), (ws, wz) = _params(tx), _params(tw)
+    bias = args[2] if len(args) > 2 else None
+    if node.op == "conv":
+        a = node.attrs
+        attrs = {"group": a["group"], "strides": list(a["strides"]), "pads": list(a["pads"]),
+                 "dilations": list(a["dilations"])}
+        if ty.dtype == "int32":
+            return golden.conv_integer(args[0], xz[0], args[1], wz, **attrs)
+        ys, _ = _params(ty)
+        out = golden.qlinear_conv(args[0], xs[0], xz[0], args[1], ws, wz, ys[0], _typed_zero_point(ty),
+                                  bias, **attrs)
+    elif ty.dtype == "int32":
+        return golden.matmul_integer(args[0], xz[0], args[1], wz)
+    elif ty.dtype == "fp32":
+        return golden.qgemm(args[0], xs[0], xz[0], args[1], ws, wz, bias, alpha=node.attrs.get("alpha", 1.0))
+    else:
+        ys, _ = _params(ty)
+        out = golden.qgemm(args[0], xs[0], xz[0], args[1], ws, wz, bias, ys[0], _typed_zero_point(ty),
+                           alpha=node.attrs.get("alpha", 1.0))
+    if node.attrs.get("activation", "none") == "relu":          # clamp the codes at y_zp
+        out = np.maximum(out, _typed_zero_point(ty))
+    return out
+
+
+def _avgpool(graph: Graph, node: Node, args):
+    tx, ty = graph.tensors[node.inputs[0]], graph.tensors[node.outputs[0]]
+    (xs, xz), (ys, _) = _params(tx), _params(ty)
+    yz = _typed_zero_point(ty)
+    if is_global_pool(graph, node):
+        return golden.qlinear_global_average_pool(args[0], xs[0], xz[0], ys[0], yz)
+    a = node.attrs
+    return golden.qlinear_average_pool(args[0], xs[0], xz[0], ys[0], yz, kernel_shape=list(a["kernel"]),
+                                       strides=list(a["strides"]), pads=list(a["pads"]),
+                                       count_include_pad=a["count_include_pad"])
+
+
+def _softmax(graph: Graph, node: Node, args):
+    ty = graph.tensors[node.outputs[0]]
+    x = np.moveaxis(args[0], node.attrs["axis"], -1)
+    rows = softmax_rows(np.ascontiguousarray(x).reshape(-1, x.shape[-1]), args[1],
+                        ty.quant.scale[0], ty.quant.zero_point[0])
+    return np.moveaxis(rows.reshape(x.shape), -1, node.attrs["axis"])
+
+
+def _binary(graph: Graph, node: Node, args):
+    ta, tb, ty = (graph.tensors[n] for n in (*node.inputs, node.outputs[0]))
+    fn = golden.qlinear_add if node.op == "add" else golden.qlinear_mul
+    return fn(args[0], ta.quant.scale[0], ta.quant.zero_point[0], args[1], tb.quant.scale[0],
+              tb.quant.zero_point[0], ty.quant.scale[0], ty.quant.zero_point[0])
+
+
+def _quantize(graph: Graph, node: Node, args):
+    ty = graph.tensors[node.outputs[0]]
+    scale, zp = _params(ty)
+    axis = ty.quant.axis if ty.quant.axis is not None else 0
+    return golden.quantize_linear(args[0], scale, zp, DTYPES[ty.dtype], axis=axis)
+
+
+def _dequantize(graph: Graph, node: Node, args):
+    tx = graph.tensors[node.inputs[0]]
+    scale, zp = _params(tx)
+    return golden.dequantize_linear(args[0], scale, zp, axis=tx.quant.axis if tx.quant.axis is not None else 0)
+
+
+def _move_codes(graph: Graph, node: Node, args):
+    """maxpool/reshape/transpose/identity/concat on codes: the float op on exact small integers."""
+    ty = graph.tensors[node.outputs[0]]
+    out = OPS[node.op](node, [a.astype(np.float32) for a in args], ty.shape)
+    return np.asarray(out).astype(DTYPES[ty.dtype])
+
+
+QUANT_OPS = {
+    "conv": _linear, "gemm": _linear, "add": _binary, "mul": _binary, "avgpool": _avgpool,
+    "softmax": _softmax, "quantize": _quantize, "dequantize": _dequantize,
+    "lookup": lambda g, n, a: a[1][a[0].view(np.uint8).astype(np.intp)],
+    **{op: _move_codes for op in ("maxpool", "reshape", "transpose", "identity", "concat")},
+}
+
+
+def evaluate_quantised(graph: Graph, node: Node, args) -> np.ndarray:
+    return np.asarray(QUANT_OPS[node.op](graph, node, args))

@@ -2,8 +2,10 @@
 
 Reads the file (external data only from inside the model's folder), checks the
 opset (7..21), types the runtime inputs (symbolic dims -> 1 unless overridden),
-folds all-constant nodes with NumPy (onnx_fold) and converts the rest through
-the op table (onnx_ops). Tensor names are the ONNX names; errors are CompileError.
+rewrites QDQ groups into quantised ops as onnxruntime does (onnx_qdq), folds
+all-constant nodes with NumPy (onnx_fold) and converts the rest through the op
+tables (onnx_ops, and onnx_quant for quantised ops, com.microsoft included).
+Tensor names are the ONNX names; errors are CompileError.
 """
 from __future__ import annotations
 
@@ -16,11 +18,19 @@ from onnx import TensorProto, external_data_helper, numpy_helper
 from compiler.errors import CompileError
 from compiler.frontend.onnx_context import NodeContext, attributes
 from compiler.frontend.onnx_fold import FOLDS, fold, shape_of
-from compiler.frontend.onnx_ops import OPS
+from compiler.frontend.onnx_ops import OPS as LAYER_OPS
+from compiler.frontend.onnx_qdq import fuse_qdq
+from compiler.frontend.onnx_quant import MS_OPS
+from compiler.frontend.onnx_quant import OPS as QUANT_OPS
 from compiler.ir import Graph, Node, TensorType
 
 OPSET_MIN, OPSET_MAX = 7, 21
 DEFAULT_DOMAINS = ("", "ai.onnx")
+MS_DOMAIN = "com.microsoft"
+OPS = {**LAYER_OPS, **QUANT_OPS}
+# ONNX ops that may read 8-bit codes: they move codes (docs/int8_datapath.md section 6)
+CODE_OPS = ("MaxPool", "GlobalMaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze",
+            "Identity", "Dropout", "Concat")
 
 
 def load_model(model, input_shapes: dict | None = None) -> Graph:
@@ -37,8 +47,11 @@ def load_model(model, input_shapes: dict | None = None) -> Graph:
     name = graph.name or (Path(model).stem if not isinstance(model, onnx.ModelProto) else "model")
     ir = Graph(name=name, inputs=list(types), outputs=[], tensors=dict(types), constants={},
                nodes=[], opset=opset)
+    nodes = list(graph.node)
+    if any(node.op_type == "DequantizeLinear" for node in nodes):
+        nodes = fuse_qdq(nodes, consts, {o.name for o in graph.output}, opset)
     try:
-        _walk(graph, opset, consts, types, ir)
+        _walk(nodes, graph.output, opset, consts, types, ir)
     except CompileError as exc:
         raise CompileError(f"{where}: {exc}") from None
     ir.outputs = [_output(o.name, consts, types, ir, where) for o in graph.output]
@@ -143,22 +156,29 @@ def _input_types(graph, consts: dict, overrides: dict, where: str) -> dict:
 
 # ---- the node walk -------------------------------------------------------------
 
-def _walk(graph, opset: int, consts: dict, types: dict, ir: Graph) -> None:
+def _walk(nodes: list, outputs, opset: int, consts: dict, types: dict, ir: Graph) -> None:
     names = set(consts) | set(types)
-    for node in graph.node:
+    for node in nodes:
         names.update(node.output)
-    used = {name for node in graph.node for name in node.input} | {o.name for o in graph.output}
-    for index, node in enumerate(graph.node):
+    used = {name for node in nodes for name in node.input} | {o.name for o in outputs}
+    for index, node in enumerate(nodes):
         name = node.name or f"{node.op_type}_{index}"
         _check_inputs(node, name, consts, types)
-        if node.domain not in DEFAULT_DOMAINS:
+        if node.domain not in DEFAULT_DOMAINS + (MS_DOMAIN,):
             raise CompileError(f"node '{name}' ({node.op_type}): domain '{node.domain}' is "
-                               "not supported; allowed: the default ONNX domain")
-        if _fold_node(node, name, opset, consts, types):
+                               f"not supported; allowed: the default ONNX domain, {MS_DOMAIN}")
+        if node.domain == MS_DOMAIN:
+            converter = MS_OPS.get(node.op_type)
+            if converter is None:
+                raise CompileError(f"node '{name}': op {MS_DOMAIN}:{node.op_type} is not supported; "
+                                   f"supported {MS_DOMAIN} ops: {', '.join(sorted(MS_OPS))}")
+        elif _fold_node(node, name, opset, consts, types):
             continue
-        converter = OPS.get(node.op_type)
-        if converter is None:
-            raise _unsupported(node, name)
+        else:
+            converter = OPS.get(node.op_type)
+            if converter is None:
+                raise _unsupported(node, name)
+            _check_codes(node, name, types)
         ctx = NodeContext(node, name, opset, types, consts, names, used)
         result = converter(ctx)
         for cname, value in result.constants.items():
@@ -173,6 +193,25 @@ def _check_inputs(node, name: str, consts: dict, types: dict) -> None:
         if value and value not in consts and value not in types:
             raise CompileError(f"node '{name}' ({node.op_type}): input '{value}' is not "
                                "produced before use (graph not in topological order?)")
+
+
+def _check_codes(node, name: str, types: dict) -> None:
+    """Float ops may not read 8-bit codes; ops that move codes need one dtype and quant."""
+    if node.op_type in QUANT_OPS:
+        return
+    quantised = [types[v] for v in node.input if v in types and types[v].dtype != "fp32"]
+    if not quantised:
+        return
+    where = f"node '{name}' ({node.op_type})"
+    if node.op_type not in CODE_OPS:
+        raise CompileError(f"{where}: an input holds {quantised[0].dtype} codes; {node.op_type} "
+                           "computes in float32 (dequantize first), and on codes only "
+                           f"{', '.join(CODE_OPS)} (which move them) are allowed")
+    data = [v for v in node.input[:None if node.op_type == "Concat" else 1] if v]
+    first = (quantised[0].dtype, quantised[0].quant)
+    if any(v not in types or (types[v].dtype, types[v].quant) != first for v in data):
+        raise CompileError(f"{where}: inputs mix codes of different dtype or quantisation "
+                           "parameters (or constants); moving codes needs them all equal")
 
 
 def _fold_node(node, name: str, opset: int, consts: dict, types: dict) -> bool:
@@ -203,7 +242,8 @@ def _unsupported(node, name: str) -> CompileError:
     if node.op_type in FOLDS:
         hint = " (it is evaluated only when all its inputs are compile-time constants)"
     return CompileError(f"node '{name}': op {node.op_type} is not supported{hint}; "
-                        f"supported ops: {', '.join(sorted(OPS))}")
+                        f"supported ops: {', '.join(sorted(OPS))}; {MS_DOMAIN} ops: "
+                        f"{', '.join(sorted(MS_OPS))}")
 
 
 def _output(name: str, consts: dict, types: dict, ir: Graph, where: str) -> str:

@@ -1,7 +1,7 @@
 """What an ONNX op converter sees and returns: `NodeContext` (one NodeProto with
-its parsed attributes, the shapes of its activation inputs and the values of its
-constant inputs) and `Converted` (the IR Nodes, output TensorTypes and new float32
-constants it produced). Converters live in onnx_ops*.py; the walk in onnx.py.
+its parsed attributes, the types of its activation inputs and the values of its
+constant inputs) and `Converted` (the IR Nodes, output TensorTypes and new constants
+it produced). Converters live in onnx_ops*.py and onnx_quant.py; the walk in onnx.py.
 """
 from __future__ import annotations
 
@@ -12,14 +12,14 @@ import onnx
 from onnx import helper
 
 from compiler.errors import CompileError
-from compiler.ir import Node, TensorType
+from compiler.ir import CODE_MOVES, DTYPES, Node, TensorType
 
 
 @dataclass
 class Converted:
     nodes: list = field(default_factory=list)        # IR Nodes, in order
     types: dict = field(default_factory=dict)        # new tensor name -> TensorType
-    constants: dict = field(default_factory=dict)    # new IR constant name -> float32 array
+    constants: dict = field(default_factory=dict)    # new IR constant name -> array of its IR dtype
 
 
 def attributes(node: onnx.NodeProto) -> dict:
@@ -89,6 +89,11 @@ class NodeContext:
     def rank(self, i: int) -> int:
         return len(self.shape(i))
 
+    def type(self, i: int) -> TensorType | None:
+        """TensorType of run-time input i (dtype and quant included); None for a constant."""
+        name = self.inputs[i]
+        return None if name in self._consts else self._types[name]
+
     def operand(self, i: int) -> str:
         """IR name of input i; a constant input becomes a float32 IR constant."""
         name = self.inputs[i]
@@ -108,23 +113,37 @@ class NodeContext:
         self._names.add(name)
         return name
 
-    def constant(self, hint: str, value: np.ndarray) -> str:
-        """A new float32 IR constant computed at compile time; returns its name."""
+    def constant(self, hint: str, value: np.ndarray, dtype: str = "fp32", quant=None) -> str:
+        """A new IR constant computed at compile time (float32 unless `dtype` says, with
+        `quant` for 8-bit codes); returns its name."""
         name = self.fresh(f"{self.name}/{hint}")
-        value = np.ascontiguousarray(value, dtype=np.float32)
-        self.result.constants[name] = value
-        self.result.types[name] = TensorType(tuple(int(d) for d in value.shape))
+        self.typed_constant(name, value, dtype, quant)
         return name
 
-    def emit(self, op: str, inputs, shape, output: str | None = None, **attrs) -> str:
-        """Append one IR node; `output` defaults to a fresh intermediate name."""
+    def typed_constant(self, name: str, value: np.ndarray, dtype: str, quant=None) -> str:
+        """Register `value` as IR constant `name` of IR dtype `dtype` (an ONNX initializer
+        keeps its name: int8 weights, int32 biases)."""
+        value = np.ascontiguousarray(value, dtype=DTYPES[dtype])
+        self.result.constants[name] = value
+        self.result.types[name] = TensorType(tuple(int(d) for d in value.shape), dtype, quant)
+        return name
+
+    def emit(self, op: str, inputs, shape, output: str | None = None, *, out_type=None,
+             **attrs) -> str:
+        """Append one IR node; `output` defaults to a fresh intermediate name. The output is
+        float32 unless `out_type` (a TensorType whose dtype and quant are taken) says; ops
+        that move 8-bit codes (ir.CODE_MOVES) inherit their input's dtype and quant."""
         if output is None:
             output = self.fresh(f"{self.outputs[0]}/{op}")
         shape = tuple(int(d) for d in shape)
         if any(d <= 0 for d in shape):
             raise self.error(f"computed output shape {shape} has an empty dimension")
+        if out_type is None and op in CODE_MOVES:
+            source = self.result.types.get(inputs[0]) or self._types.get(inputs[0])
+            out_type = source if source is not None and source.quantised else None
         self.result.nodes.append(Node(op, self.name, tuple(inputs), (output,), attrs))
-        self.result.types[output] = TensorType(shape)
+        self.result.types[output] = (TensorType(shape) if out_type is None
+                                     else TensorType(shape, out_type.dtype, out_type.quant))
         return output
 
     def done(self) -> Converted:

@@ -208,6 +208,21 @@ def _reduce(fn, axes_input_since):
     return fold
 
 
+def DequantizeLinear(attrs, inputs, opset):
+    """y = float32(int32(x) - zp) * scale (DequantizeLinearApply, quantize_linear.cc), per
+    tensor or along `axis`: the weights and int32 biases of groups left in float."""
+    x = np.asarray(inputs[0])
+    scale = np.asarray(inputs[1], dtype=np.float32)
+    if not np.all(np.isfinite(scale) & (scale > 0)):
+        raise ValueError(f"x_scale holds {scale.ravel()[:4].tolist()}; a scale must be finite and > 0")
+    zp = np.asarray(inputs[2]) if len(inputs) > 2 and inputs[2] is not None else np.zeros((), np.int32)
+    if scale.size > 1:
+        shape = [1] * x.ndim
+        shape[int(attrs.get("axis", 1)) % x.ndim] = scale.size
+        scale, zp = scale.reshape(shape), zp.reshape(shape)
+    return [(x.astype(np.int32) - zp.astype(np.int32)).astype(np.float32) * scale]
+
+
 FOLDS = {
     "Constant": Constant, "ConstantOfShape": ConstantOfShape, "Shape": Shape, "Size": Size,
     "Identity": Identity, "Cast": Cast, "Gather": Gather, "Unsqueeze": Unsqueeze,
@@ -216,7 +231,7 @@ FOLDS = {
     "Where": Where, "Dropout": Dropout, "Not": Not, "Sum": _variadic(np.add),
     "Add": _binary(np.add), "Sub": _binary(np.subtract), "Mul": _binary(np.multiply),
     "Div": _binary(_divide), "Pow": _binary(np.power), "Min": _variadic(np.minimum),
-    "Max": _variadic(np.maximum), "Mod": Mod,
+    "Max": _variadic(np.maximum), "Mod": Mod, "DequantizeLinear": DequantizeLinear,
     "Equal": _compare(np.equal), "Less": _compare(np.less), "Greater": _compare(np.greater),
     "LessOrEqual": _compare(np.less_equal), "GreaterOrEqual": _compare(np.greater_equal),
     "Neg": _unary(np.negative), "Abs": _unary(np.abs), "Sqrt": _unary(np.sqrt),

@@ -64,35 +64,44 @@ def _pair(ctx: NodeContext, key: str, default) -> tuple:
     return value
 
 
-def Conv(ctx: NodeContext) -> Converted:
-    n, c, h, w = _require_4d(ctx, "Conv")
-    weight = ctx.const(1, "weight")
-    if weight.ndim != 4:
-        raise ctx.error(f"weight shape {weight.shape}; allowed: 4-D [Cout, Cin/group, kh, kw]")
-    cout, cin_group, kh, kw = (int(d) for d in weight.shape)
+def conv_geometry(ctx: NodeContext, weight_shape: tuple) -> tuple:
+    """(output shape, IR conv attrs) of an ONNX Conv-like node with activation input 0."""
+    n, c, h, w = _require_4d(ctx, ctx.op_type)
+    if len(weight_shape) != 4:
+        raise ctx.error(f"weight shape {weight_shape}; allowed: 4-D [Cout, Cin/group, kh, kw]")
+    cout, cin_group, kh, kw = (int(d) for d in weight_shape)
     group = int(ctx.attr("group", 1))
     if group < 1 or cin_group * group != c or cout % group:
-        raise ctx.error(f"group={group} does not fit input channels {c} and weight {weight.shape}")
+        raise ctx.error(f"group={group} does not fit input channels {c} and weight {weight_shape}")
     kernel = _pair(ctx, "kernel_shape", (kh, kw))
     if kernel != (kh, kw):
         raise ctx.error(f"attribute kernel_shape={list(kernel)} disagrees with "
-                        f"weight shape {weight.shape}")
+                        f"weight shape {weight_shape}")
     strides, dilations = _pair(ctx, "strides", (1, 1)), _pair(ctx, "dilations", (1, 1))
     pads = _window_pads(ctx, (h, w), kernel, strides, dilations)
     out_hw = [window_output(size, k, s, d, pads[i], pads[i + 2])
               for i, (size, k, s, d) in enumerate(zip((h, w), kernel, strides, dilations))]
+    attrs = {"strides": strides, "pads": pads, "dilations": dilations, "group": group,
+             "activation": "none"}
+    return (n, cout, *out_hw), attrs
+
+
+def Conv(ctx: NodeContext) -> Converted:
+    weight = ctx.const(1, "weight")
+    shape, attrs = conv_geometry(ctx, tuple(weight.shape))
+    cout = shape[1]
     inputs = [ctx.operand(0), ctx.operand(1)]
     if ctx.has_input(2):
         bias = ctx.const(2, "bias")
         if bias.shape != (cout,):
             raise ctx.error(f"bias shape {bias.shape}; allowed: ({cout},)")
         inputs.append(ctx.operand(2))
-    ctx.emit("conv", inputs, (n, cout, *out_hw), ctx.outputs[0], strides=strides, pads=pads,
-             dilations=dilations, group=group, activation="none")
+    ctx.emit("conv", inputs, shape, ctx.outputs[0], **attrs)
     return ctx.done()
 
 
-def _pool(ctx: NodeContext, ir_op: str, count_include_pad: int) -> Converted:
+def pool_geometry(ctx: NodeContext, count_include_pad: int) -> tuple:
+    """(output shape, IR pool attrs) of an ONNX pooling node with input 0."""
     n, c, h, w = _require_4d(ctx, ctx.op_type)
     if "kernel_shape" not in ctx.attrs:
         raise ctx.error("attribute kernel_shape is missing; it is required")
@@ -105,8 +114,14 @@ def _pool(ctx: NodeContext, ir_op: str, count_include_pad: int) -> Converted:
         raise ctx.error(f"attribute pads={list(pads)}; each pad must be smaller than the kernel")
     out_hw = [window_output(size, k, s, 1, pads[i], pads[i + 2], bool(ceil_mode))
               for i, (size, k, s) in enumerate(zip((h, w), kernel, strides))]
-    ctx.emit(ir_op, [ctx.operand(0)], (n, c, *out_hw), ctx.outputs[0], kernel=kernel,
-             strides=strides, pads=pads, count_include_pad=count_include_pad)
+    attrs = {"kernel": kernel, "strides": strides, "pads": pads,
+             "count_include_pad": count_include_pad}
+    return (n, c, *out_hw), attrs
+
+
+def _pool(ctx: NodeContext, ir_op: str, count_include_pad: int) -> Converted:
+    shape, attrs = pool_geometry(ctx, count_include_pad)
+    ctx.emit(ir_op, [ctx.operand(0)], shape, ctx.outputs[0], **attrs)
     return ctx.done()
 
 

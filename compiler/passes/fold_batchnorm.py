@@ -3,6 +3,7 @@
 ([C], [C,1,1], [1,C,1,1] or a scalar) that follows a conv, gemm or affine whose
 output has no other consumer and is not a graph output. Conv/gemm weights are
 scaled per output channel (w*scale, b*scale+shift) in float64, stored float32.
+Float32 only: quantised tensors (8-bit codes) are never folded.
 """
 from __future__ import annotations
 
@@ -55,6 +56,8 @@ def _channel_linear(node: Node, graph: Graph):
     """(source, scale[C], shift[C]) when node computes source*scale + shift per channel."""
     shape = graph.tensors[node.outputs[0]].shape
     consts = graph.constants
+    if any(graph.tensors[name].dtype != "fp32" for name in (*node.inputs, node.outputs[0])):
+        return None
     if node.op == "affine":
         if node.inputs[1] in consts and node.inputs[2] in consts:
             return (node.inputs[0], consts[node.inputs[1]].astype(np.float64),

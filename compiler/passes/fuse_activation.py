@@ -1,7 +1,8 @@
 """Fuse a `relu` into the conv/gemm that feeds it: the producer gets
 activation="relu" and takes over the relu's output name (so graph output names
 never change). Only when the producer's output has no other consumer, is not a
-graph output and has no activation yet. Graph -> Graph, the input is not modified.
+graph output and has no activation yet; float32 producers only (a relu never
+follows 8-bit codes in the IR). Graph -> Graph, the input is not modified.
 """
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ def fuse_activation(graph: Graph) -> Graph:
     for node in graph.nodes:
         source = node.inputs[0] if node.op == "relu" else None
         at = position.get(source)
-        if at is not None and _fusable(nodes[at]) and uses[source] == 1 and source not in keep:
+        if (at is not None and _fusable(nodes[at], graph) and uses[source] == 1
+                and source not in keep):
             producer = nodes[at]
             nodes[at] = producer.replace(outputs=node.outputs,
                                          attrs={**producer.attrs, "activation": "relu"})
@@ -33,5 +35,6 @@ def fuse_activation(graph: Graph) -> Graph:
     return graph.replace(nodes=nodes, tensors=tensors)
 
 
-def _fusable(node) -> bool:
-    return node.op in FUSABLE and node.attrs.get("activation", "none") == "none"
+def _fusable(node, graph) -> bool:
+    return (node.op in FUSABLE and node.attrs.get("activation", "none") == "none"
+            and graph.tensors[node.inputs[0]].dtype == "fp32")

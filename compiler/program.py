@@ -1,15 +1,20 @@
 """The Program: what a target emits and the simulator runs (contract 2 of DESIGN.md).
 
 A Program holds
-  * a memory plan: DRAM regions (byte offset, shape, dtype, kind) for inputs,
-    weights, activations and outputs, plus the on-chip memories (bytes) the Spec
-    declares;
-  * the initial DRAM image (weights placed at their offsets);
+  * a memory plan: DRAM regions (byte offset, shape, element type, kind) for inputs,
+    weights, activations and outputs, plus the on-chip memories the Spec declares
+    (bytes and element type each);
+  * the initial DRAM image (constants placed at their offsets, encoded in their type);
   * an instruction table, struct-of-arrays, one row per instruction: engine,
     opcode, layer index, eight int64 operands, DRAM and on-chip bytes moved,
     work (MACs or vector element-ops) and explicit predecessor dependencies (CSR);
   * descriptor tables (int64 and float64 rows) holding per-layer geometry that
     many instructions share (a conv's shape, a pooling window, ...).
+The memory model: every DRAM region and on-chip memory has one element type
+(ELEMENT_BYTES gives its size); addresses are bytes everywhere, sizes and strides are
+elements of the memory they index. An instruction names the element type of the DRAM
+data it reads or writes in its *_dtype operands (DTYPE_CODE; fp32 is 0); on-chip
+operands have their memory's type (Program.onchip_dtypes).
 Operand meaning per opcode is documented in OPCODES below; sim/reference.py
 defines it executably. `Program.verify()` checks the table; `str(program)`
 prints one line per instruction.
@@ -22,31 +27,46 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 
 from compiler.errors import CompileError
+from compiler.numerics import encode
+from compiler.spec import DATATYPE_BITS, DATATYPES
 
 ENGINES = ("dma_load", "matrix", "vector", "dma_store")
 ENGINE_ID = {name: i for i, name in enumerate(ENGINES)}
 
-# opcode -> (engine, operand names). Addresses are bytes; sizes are elements.
+# opcode -> (engine, operand names). Addresses are bytes; sizes are elements; *_dtype: DTYPE_CODE
+# of the DRAM data read (src) or written (dst); scratchpads and accumulator hold their own type.
 OPCODES = {
-    "load_im2col": ("dma_load", ("desc", "m0", "tm", "k0", "tk", "dst")),       # conv desc -> input scratchpad [tm,tk]
-    "load_weights": ("dma_load", ("src", "tk", "tn", "src_row_elems", "dst")),  # DRAM [tk,tn] rows -> weight scratchpad
-    "load_bias": ("dma_load", ("src", "tm", "tn", "dst")),                      # bias[tn] (src<0: zeros) -> accumulator [tm,tn]
-    "matmul": ("matrix", ("a", "w", "acc", "tm", "tk", "tn")),                  # acc[tm,tn] += a[tm,tk] @ w[tk,tn]
-    "store_tile": ("dma_store", ("desc", "acc", "m0", "tm", "n0", "tn")),       # accumulator -> DRAM (conv desc layout, activation)
-    "vec_relu": ("vector", ("desc",)),
-    "vec_binary": ("vector", ("desc",)),
-    "vec_affine": ("vector", ("desc",)),
-    "vec_maxpool": ("vector", ("desc",)),
-    "vec_avgpool": ("vector", ("desc",)),
-    "vec_lrn": ("vector", ("desc",)),
-    "vec_softmax": ("vector", ("desc",)),
-    "vec_copy": ("vector", ("desc",)),
+    # conv desc -> input scratchpad [tm,tk]
+    "load_im2col": ("dma_load", ("desc", "m0", "tm", "k0", "tk", "dst", "src_dtype")),
+    # DRAM [tk,tn] rows -> weight scratchpad
+    "load_weights": ("dma_load", ("src", "tk", "tn", "src_row_elems", "dst", "src_dtype")),
+    # bias[tn] (src<0: zeros) -> accumulator [tm,tn]
+    "load_bias": ("dma_load", ("src", "tm", "tn", "dst", "src_dtype")),
+    # acc[tm,tn] += a[tm,tk] @ w[tk,tn]
+    "matmul": ("matrix", ("a", "w", "acc", "tm", "tk", "tn")),
+    # accumulator -> DRAM (conv desc layout, activation)
+    "store_tile": ("dma_store", ("desc", "acc", "m0", "tm", "n0", "tn", "dst_dtype")),
+    "vec_relu": ("vector", ("desc", "src_dtype", "dst_dtype")),
+    "vec_binary": ("vector", ("desc", "a_dtype", "b_dtype", "dst_dtype")),
+    "vec_affine": ("vector", ("desc", "src_dtype", "scale_dtype", "shift_dtype", "dst_dtype")),
+    "vec_maxpool": ("vector", ("desc", "src_dtype", "dst_dtype")),
+    "vec_avgpool": ("vector", ("desc", "src_dtype", "dst_dtype")),
+    "vec_lrn": ("vector", ("desc", "src_dtype", "dst_dtype")),
+    "vec_softmax": ("vector", ("desc", "src_dtype", "dst_dtype")),
+    "vec_copy": ("vector", ("desc", "src_dtype", "dst_dtype")),
 }
 OPCODE_ID = {name: i for i, name in enumerate(OPCODES)}
 OPCODE_NAMES = tuple(OPCODES)
 OPCODE_ENGINE = np.array([ENGINE_ID[e] for e, _ in OPCODES.values()], dtype=np.int8)
 N_OPERANDS = 8
-BYTES = 4  # bytes per element of every region, tile and accumulator (the datapath is fp32)
+# [opcode, operand]: True where that operand is an element-type code
+DTYPE_OPERANDS = np.array([[i < len(names) and names[i].endswith("_dtype") for i in range(N_OPERANDS)]
+                           for _, names in OPCODES.values()])
+# Element types: bytes per element (the one table every byte count derives from) and the code an
+# instruction operand uses for each (fp32 = 0, so an fp32 program's dtype operands are all zero).
+ELEMENT_BYTES = {name: bits // 8 for name, bits in DATATYPE_BITS.items()}
+DTYPE_CODE = {name: i for i, name in enumerate(DATATYPES)}
+BYTES = ELEMENT_BYTES["fp32"]   # the default element size (fp32) of every operand
 DESC_INTS = 24
 DESC_FLOATS = 4
 
@@ -65,11 +85,11 @@ class Region:
     offset: int          # bytes from DRAM base
     shape: tuple
     kind: str            # input | weight | activation | output
-    dtype: str = "fp32"
+    dtype: str = "fp32"  # element type (ELEMENT_BYTES)
 
     @property
     def nbytes(self) -> int:
-        return int(math.prod(self.shape)) * BYTES   # Python ints: regions are placed per design point
+        return int(math.prod(self.shape)) * ELEMENT_BYTES[self.dtype]   # Python ints: placed per design point
 
 
 @dataclass(frozen=True)
@@ -103,7 +123,7 @@ class Program:
     spec: object
     regions: dict            # name -> Region
     dram_size: int           # bytes
-    constants: list          # (byte offset, np.ndarray) placed in DRAM before the run
+    constants: list          # (Region, values): placed in DRAM before the run, encoded as region.dtype
     onchip: dict             # memory name -> bytes (input_scratchpad, weight_scratchpad, accumulator)
     instructions: Instructions
     desc_int: np.ndarray     # int64 [n_desc, DESC_INTS]
@@ -111,17 +131,23 @@ class Program:
     layers: list             # Layer per layer index
     inputs: list             # graph input names (regions)
     outputs: list            # graph output names (regions)
+    onchip_dtypes: dict = field(default_factory=dict)   # memory name -> element type (absent: fp32)
     _image: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def dram_image(self) -> np.ndarray:
         """A fresh copy of the initial DRAM contents (uint8 [dram_size]). Built on first use
-        and kept, so timing-only runs never pay for it and functional runs pay only a copy."""
+        and kept, so timing-only runs never pay for it (nor for encoding the constants in
+        narrow types) and functional runs pay only a copy."""
         if self._image is None:
             self._image = np.zeros(self.dram_size, np.uint8)
-            view = self._image.view(np.float32)
-            for offset, data in self.constants:
-                view[offset // 4: offset // 4 + data.size] = np.asarray(data, np.float32).ravel()
+            for region, data in self.constants:
+                raw = encode(np.ravel(data), region.dtype).view(np.uint8)
+                self._image[region.offset: region.offset + raw.size] = raw
         return self._image.copy()
+
+    def onchip_dtype(self, memory: str) -> str:
+        """Element type of an on-chip memory."""
+        return self.onchip_dtypes.get(memory, "fp32")
 
     def verify(self) -> "Program":
         ins = self.instructions
@@ -152,7 +178,8 @@ class Program:
         op = OPCODE_NAMES[ins.opcode[i]]
         engine, names = OPCODES[op]
         vals = ins.operands[i]
-        text = " ".join(f"{nm}={int(v)}" for nm, v in zip(names, vals))
+        text = " ".join(f"{nm}={DATATYPES[int(v)] if nm.endswith('_dtype') else int(v)}"
+                        for nm, v in zip(names, vals))
         deps = ins.dep_idx[ins.dep_ptr[i]:ins.dep_ptr[i + 1]]
         layer = self.layers[ins.layer[i]].name
         return (f"{i:6d} {engine:<9} {op:<12} {text:<60} dram_B={int(ins.dram_bytes[i])} "
@@ -163,6 +190,7 @@ class Program:
                  f"dram_bytes={self.dram_size} onchip={self.onchip}"]
         for r in self.regions.values():
             lines.append(f"  region {r.kind:<10} {r.name} @{r.offset} {r.dtype}{list(r.shape)}")
+        lines.append("  onchip " + " ".join(f"{m}={self.onchip_dtype(m)}" for m in self.onchip))
         for i, layer in enumerate(self.layers):
             lines.append(f"  layer {i} {layer.name} ({layer.op}) macs={layer.macs} {layer.mapping}")
         lines.extend(self.describe_row(i) for i in range(len(self.instructions)))

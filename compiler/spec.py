@@ -20,11 +20,14 @@ import yaml
 from compiler.errors import SpecError
 
 DATAFLOWS = ("weight_stationary", "output_stationary", "input_stationary")
-# fp32 is the datapath built today; the integer and low-precision types are
-# declared so specs written now stay valid when those datapaths land.
+# The float datapaths are built (fp32, and bf16/fp16 in with fp32 accumulation; see
+# sim/kernels.py); the integer types are declared so specs written now stay valid when
+# that datapath lands. The order fixes each type's code in a Program (fp32 = 0).
 DATATYPES = ("fp32", "fp16", "bf16", "int8", "uint8", "int16", "int32")
 DATATYPE_BITS = {"fp32": 32, "fp16": 16, "bf16": 16, "int8": 8, "uint8": 8, "int16": 16, "int32": 32}
-IMPLEMENTED_DATATYPES = ("fp32",)
+# datatypes field -> the types this version simulates there
+IMPLEMENTED_DATATYPES = {"input": ("fp32", "bf16", "fp16"), "weight": ("fp32", "bf16", "fp16"),
+                         "accumulator": ("fp32",), "output": ("fp32", "bf16", "fp16")}
 # Off-chip memory families the technology tables price (hwspecs/tech/*.yaml, dram_pj_per_bit).
 DRAM_TYPES = ("ddr4", "lpddr5", "hbm2")
 # Technology tables live here as <name>.yaml; a spec names one or gives a path to a .yaml file.
@@ -63,17 +66,21 @@ class ArraySpec:
 
 @dataclass(frozen=True)
 class DatatypeSpec:
-    input: str = _f("fp32", "activation element type", choices=DATATYPES)
-    weight: str = _f("fp32", "weight element type", choices=DATATYPES)
-    accumulator: str = _f("fp32", "accumulator element type", choices=DATATYPES)
-    output: str = _f("fp32", "stored output element type", choices=DATATYPES)
+    input: str = _f("fp32", "element type of the graph inputs in DRAM and of the input scratchpad",
+                    choices=DATATYPES)
+    weight: str = _f("fp32", "element type of the weights in DRAM and of the weight scratchpad",
+                     choices=DATATYPES)
+    accumulator: str = _f("fp32", "element type of the accumulator (and of the GEMM biases in DRAM)",
+                          choices=DATATYPES)
+    output: str = _f("fp32", "element type of every stored layer output (activations in DRAM)",
+                     choices=DATATYPES)
 
 
 @dataclass(frozen=True)
 class MemorySpec:
     input_scratchpad_kib: float = _f(256, "on-chip buffer for activation tiles (KiB)", minimum=0.001)
     weight_scratchpad_kib: float = _f(256, "on-chip buffer for weight tiles (KiB)", minimum=0.001)
-    accumulator_kib: float = _f(128, "on-chip fp32 accumulator for output tiles (KiB)", minimum=0.001)
+    accumulator_kib: float = _f(128, "on-chip accumulator for output tiles (KiB)", minimum=0.001)
     scratchpad_banks: int = _f(4, "banks per scratchpad (parallel ports)", minimum=1)
     scratchpad_bytes_per_cycle: int = _f(64, "bytes per cycle per bank", minimum=1)
     dram_gbps: float = _f(25.6, "DRAM bandwidth (GB/s; 25.6 = one DDR4-3200 channel)", minimum=0.001)
@@ -166,12 +173,13 @@ def build(cls, data: Any, where: str, prefix: str = ""):
 
 
 def _check_implemented(spec: SystolicSpec, where: str) -> None:
-    for name in ("input", "weight", "accumulator", "output"):
+    for name, implemented in IMPLEMENTED_DATATYPES.items():
         value = getattr(spec.datatypes, name)
-        if value not in IMPLEMENTED_DATATYPES:
+        if value not in implemented:
             raise SpecError(
                 f"{where}: field 'datatypes.{name}' is {value!r}; this version simulates "
-                f"{', '.join(IMPLEMENTED_DATATYPES)} datapaths only")
+                f"{', '.join(implemented)} there (float datapaths: fp32, bf16 or fp16 input, weight "
+                f"and output with an fp32 accumulator)")
 
 
 def from_dict(data: dict, where: str = "<spec>"):
@@ -211,7 +219,10 @@ def replace_path(spec, path: str, value, _full: str = ""):
     if rest:
         if not dataclasses.is_dataclass(child):
             raise SpecError(f"sweep: field '{full}': '{head}' has no sub-fields")
-        return dataclasses.replace(spec, **{head: replace_path(child, rest, value, full)})
+        changed = dataclasses.replace(spec, **{head: replace_path(child, rest, value, full)})
+        if not _full and head == "datatypes" and isinstance(changed, SystolicSpec):
+            _check_implemented(changed, "sweep")
+        return changed
     if dataclasses.is_dataclass(child):
         raise SpecError(f"sweep: field '{full}' is a section; name one of its fields")
     meta = {f.name: f.metadata for f in dataclasses.fields(spec)}[head]

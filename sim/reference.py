@@ -1,23 +1,70 @@
 """Plain NumPy reference executor: what each Program instruction means, slow and obvious.
 
 `execute(program, inputs)` runs the same instruction table as sim/kernels.py with
-NumPy array operations on the same simulated memories and returns the outputs.
-Tests require the Numba kernels to equal it bit for bit on the GEMM path and the
-data-movement and elementwise ops, and within float rounding on the ops with
-transcendentals or divisions (softmax, LRN, average pooling). Not used by `simulate`.
+NumPy array operations on the same simulated memories (byte buffers, each operand
+read and written in its element type through compiler/numerics.py) and returns the
+outputs. It follows the datapath sim/kernels.py declares: values widen to fp32 on
+every read, GEMMs accumulate in fp32 one k at a time (bias first, no FMA), and each
+result is rounded once to its destination's type. Tests require the Numba kernels to
+equal it bit for bit on the GEMM path, data movement, pooling, elementwise ops and
+softmax (both take exp in float64 from the C library), for every element type, and
+within float rounding on LRN (a float64 power). Not used by `simulate`.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from compiler.program import CONV, OPCODE_NAMES, Program
-from sim.run import place_inputs, read_outputs
+from compiler.numerics import STORAGE, decode, encode
+from compiler.program import CONV, DATATYPES, ELEMENT_BYTES, OPCODE_NAMES, OPCODES, Program
+from sim.run import check_datapath, onchip_memories, place_inputs, read_outputs
 
 
-def _im2col(dram, g, m0, tm, k0, tk):
-    d = {name: int(g[i]) for name, i in CONV.items()}
-    x = dram[d["x"] // 4: d["x"] // 4 + d["n"] * d["c"] * d["h"] * d["w"]].reshape(d["n"], d["c"], d["h"], d["w"])
+class Memory:
+    """A byte buffer read and written as elements of a given type (a name or a DTYPE_CODE);
+    addresses are bytes, strides elements."""
+
+    def __init__(self, raw: np.ndarray):
+        self.raw = raw
+
+    def _typed(self, dtype):
+        name = DATATYPES[dtype] if isinstance(dtype, (int, np.integer)) else dtype
+        return name, self.raw.view(STORAGE[name]), ELEMENT_BYTES[name]
+
+    def strided(self, byte: int, shape, strides, dtype) -> tuple:
+        name, typed, size = self._typed(dtype)
+        return name, as_strided(typed[byte // size:], shape=tuple(shape),
+                                strides=tuple(typed.itemsize * s for s in strides))
+
+    def read(self, byte: int, shape, dtype, strides=None) -> np.ndarray:
+        """fp32 values of a (strided) block of elements."""
+        shape = (shape,) if np.isscalar(shape) else tuple(shape)
+        strides = strides or [int(np.prod(shape[i + 1:])) for i in range(len(shape))]
+        name, view = self.strided(byte, shape, strides, dtype)
+        return decode(view, name).copy()
+
+    def write(self, byte: int, values, dtype, strides=None) -> None:
+        """Store fp32 `values` (rounded once to the element type) at a (strided) block."""
+        values = np.asarray(values)
+        strides = strides or [int(np.prod(values.shape[i + 1:])) for i in range(values.ndim)]
+        name, view = self.strided(byte, values.shape, strides, dtype)
+        view[...] = encode(values, name)
+
+    def scatter(self, byte: int, index, values, dtype) -> None:
+        """Store fp32 `values` at element offsets `index` from `byte`."""
+        name, typed, size = self._typed(dtype)
+        typed[byte // size + index] = encode(values, name)
+
+
+def _conv(g) -> dict:
+    return {name: int(g[i]) for name, i in CONV.items()}
+
+
+def _im2col(dram: Memory, g, m0, tm, k0, tk, x_dtype):
+    d = _conv(g)
+    x = dram.read(d["x"], (d["n"], d["c"], d["h"], d["w"]), x_dtype)
     m, k = np.arange(m0, m0 + tm)[:, None], np.arange(k0, k0 + tk)[None, :]
     pixels, kk = d["oh"] * d["ow"], d["kh"] * d["kw"]
     n, r = m // pixels, m % pixels
@@ -29,103 +76,105 @@ def _im2col(dram, g, m0, tm, k0, tk):
     return np.where(inside, x[n, c, ih, iw], np.float32(0))
 
 
-def _store(dram, g, tile, m0, n0):
-    d = {name: int(g[i]) for name, i in CONV.items()}
+def _store(dram: Memory, g, tile, m0, n0, dtype):
+    d = _conv(g)
     if d["activation"] == 1:
         tile = np.maximum(tile, np.float32(0))
     pixels = d["oh"] * d["ow"]
     m = np.arange(m0, m0 + tile.shape[0])[:, None]
     j = d["cout_off"] + n0 + np.arange(tile.shape[1])[None, :]
-    dram[d["out"] // 4 + ((m // pixels) * d["cout"] + j) * pixels + m % pixels] = tile
+    dram.scatter(d["out"], ((m // pixels) * d["cout"] + j) * pixels + m % pixels, tile, dtype)
 
 
-def _view(dram, base, shape, strides):
-    return as_strided(dram[base:], shape=tuple(shape), strides=tuple(4 * s for s in strides))
-
-
-def _vector(op, dram, g, f):
+def _vector(op, dram: Memory, g, f, codes):
     g = [int(v) for v in g]
+    src, dst = codes[0], codes[-1]
     if op == "vec_relu":
-        dram[g[1] // 4: g[1] // 4 + g[2]] = np.maximum(dram[g[0] // 4: g[0] // 4 + g[2]], np.float32(0))
+        dram.write(g[1], np.maximum(dram.read(g[0], g[2], src), np.float32(0)), dst)
     elif op == "vec_binary":
         shape = g[5:11]
-        a, b = _view(dram, g[0] // 4, shape, g[11:17]), _view(dram, g[1] // 4, shape, g[17:23])
+        a, b = dram.read(g[0], shape, codes[0], g[11:17]), dram.read(g[1], shape, codes[1], g[17:23])
         fn = (np.add, np.subtract, np.multiply, np.divide)[g[3]]
-        dram[g[2] // 4: g[2] // 4 + int(np.prod(shape))] = fn(a, b).ravel()
+        dram.write(g[2], fn(a, b), dst)
     elif op == "vec_copy":
         shape = g[2:8]
-        src = _view(dram, g[0] // 4, shape, g[8:14]).copy()
-        _view(dram, g[1] // 4, shape, g[14:20])[...] = src
+        dram.write(g[1], dram.read(g[0], shape, src, g[8:14]), dst, g[14:20])
     elif op == "vec_affine":
         n, c, hw = g[4:7]
-        x = dram[g[0] // 4: g[0] // 4 + n * c * hw].reshape(n, c, hw)
-        s, t = dram[g[1] // 4: g[1] // 4 + c], dram[g[2] // 4: g[2] // 4 + c]
-        dram[g[3] // 4: g[3] // 4 + n * c * hw] = (x * s[:, None] + t[:, None]).ravel()
+        x = dram.read(g[0], (n, c, hw), src)
+        s, t = dram.read(g[1], c, codes[1]), dram.read(g[2], c, codes[2])
+        dram.write(g[3], x * s[:, None] + t[:, None], dst)
     elif op in ("vec_maxpool", "vec_avgpool"):
-        _pool(dram, g, op == "vec_maxpool")
+        dram.write(g[1], _pool(dram.read(g[0], g[2:5], src), g, op == "vec_maxpool"), dst)
     elif op == "vec_lrn":
         n, c, hw, size = g[2:6]
-        x = dram[g[0] // 4: g[0] // 4 + n * c * hw].reshape(n, c, hw)
+        x = dram.read(g[0], (n, c, hw), src)
         lo, hi = (size - 1) // 2, size - 1 - (size - 1) // 2
         sq = np.stack([(x[:, max(0, i - lo): min(c, i + hi + 1)] ** 2).sum(1) for i in range(c)], 1)
-        dram[g[1] // 4: g[1] // 4 + x.size] = (x / (f[2] + f[0] / size * sq) ** f[1]).ravel()
+        dram.write(g[1], x / (f[2] + f[0] / size * sq) ** f[1], dst)
     elif op == "vec_softmax":
         outer, length, inner = g[2:5]
-        x = dram[g[0] // 4: g[0] // 4 + outer * length * inner].reshape(outer, length, inner)
-        e = np.exp(x - x.max(1, keepdims=True))
-        dram[g[1] // 4: g[1] // 4 + x.size] = (e / e.sum(1, keepdims=True)).ravel()
+        x = dram.read(g[0], (outer, length, inner), src).astype(np.float64)
+        with np.errstate(invalid="ignore"):     # Inf - Inf is NaN, as in the kernel
+            shifted = x - x.max(1, keepdims=True)
+        e = np.array([math.exp(v) for v in shifted.ravel()], np.float64).reshape(x.shape).astype(np.float32)
+        total = np.cumsum(e, axis=1, dtype=np.float32)[:, -1:]     # fp32, one term at a time
+        dram.write(g[1], e / total, dst)
 
 
-def _pool(dram, g, is_max):
+def _pool(x, g, is_max):
+    """Pooling in float64 over window offsets in row-major order (the kernel's order)."""
     planes, h, w, oh, ow, kh, kw, sh, sw, pt, pl, cip, pb, pr = g[2:16]
-    x = dram[g[0] // 4: g[0] // 4 + planes * h * w].reshape(planes, h, w)
     fill = -np.inf if is_max else 0.0
     padded = np.full((planes, pt + max(h + pb, (oh - 1) * sh + kh), pl + max(w + pr, (ow - 1) * sw + kw)),
                      fill, np.float64)
     padded[:, pt:pt + h, pl:pl + w] = x
-    valid = np.zeros(padded.shape[1:], bool)
-    valid[pt:pt + h, pl:pl + w] = True
-    out = np.empty((planes, oh, ow), np.float32)
-    for i in range(oh):
-        for j in range(ow):
-            win = padded[:, i * sh: i * sh + kh, j * sw: j * sw + kw]
-            if is_max:
-                out[:, i, j] = win.max((1, 2))
-                continue
-            count = valid[i * sh: i * sh + kh, j * sw: j * sw + kw].sum()
-            if cip:
-                count = (min(i * sh + kh, pt + h + pb) - i * sh) * (min(j * sw + kw, pl + w + pr) - j * sw)
-            out[:, i, j] = win.sum((1, 2)) / count
-    dram[g[1] // 4: g[1] // 4 + out.size] = out.ravel()
+    valid = np.zeros(padded.shape[1:], np.int64)
+    valid[pt:pt + h, pl:pl + w] = 1
+    acc, count = np.full((planes, oh, ow), fill), np.zeros((oh, ow), np.int64)
+    for di in range(kh):
+        for dj in range(kw):
+            rows, cols = slice(di, di + (oh - 1) * sh + 1, sh), slice(dj, dj + (ow - 1) * sw + 1, sw)
+            acc = np.maximum(acc, padded[:, rows, cols]) if is_max else acc + padded[:, rows, cols]
+            count += valid[rows, cols]
+    if is_max:
+        return acc.astype(np.float32)
+    if cip:
+        i, j = np.arange(oh)[:, None] * sh, np.arange(ow)[None, :] * sw
+        count = (np.minimum(i + kh, pt + h + pb) - i) * (np.minimum(j + kw, pl + w + pr) - j)
+    return (acc / count).astype(np.float32)
 
 
 def execute(program: Program, inputs: dict) -> dict:
     """Outputs of `program` on `inputs`, computed instruction by instruction in NumPy."""
-    dram = program.dram_image().view(np.float32)
-    place_inputs(program, inputs, dram)
-    mem = {name: np.zeros(max(size // 4, 1), np.float32) for name, size in program.onchip.items()}
+    check_datapath(program)
+    raw = program.dram_image()
+    place_inputs(program, inputs, raw)
+    dram = Memory(raw)
+    mem = {name: Memory(buf) for name, buf in onchip_memories(program).items()}
     spad, wbuf, acc = mem["input_scratchpad"], mem["weight_scratchpad"], mem["accumulator"]
+    a_type, w_type = program.onchip_dtype("input_scratchpad"), program.onchip_dtype("weight_scratchpad")
+    acc_f32 = acc.raw.view(np.float32)
     ins = program.instructions
     for i in range(len(ins)):
         op, a = OPCODE_NAMES[ins.opcode[i]], [int(v) for v in ins.operands[i]]
         if op == "load_im2col":
-            spad[a[5] // 4: a[5] // 4 + a[2] * a[4]] = _im2col(dram, program.desc_int[a[0]], *a[1:5]).ravel()
+            spad.write(a[5], _im2col(dram, program.desc_int[a[0]], *a[1:5], a[6]), a_type)
         elif op == "load_weights":
-            rows = _view(dram, a[0] // 4, (a[1], a[2]), (a[3], 1))
-            wbuf[a[4] // 4: a[4] // 4 + a[1] * a[2]] = rows.ravel()
+            wbuf.write(a[4], dram.read(a[0], (a[1], a[2]), a[5], (a[3], 1)), w_type)
         elif op == "load_bias":
-            bias = dram[a[0] // 4: a[0] // 4 + a[2]] if a[0] >= 0 else np.zeros(a[2], np.float32)
-            acc[a[3] // 4: a[3] // 4 + a[1] * a[2]] = np.tile(bias, a[1])
+            bias = dram.read(a[0], a[2], a[4]) if a[0] >= 0 else np.zeros(a[2], np.float32)
+            acc.write(a[3], np.tile(bias, a[1]), "fp32")
         elif op == "matmul":
             tm, tk, tn = a[3:6]
-            at = spad[a[0] // 4: a[0] // 4 + tm * tk].reshape(tm, tk)
-            wt = wbuf[a[1] // 4: a[1] // 4 + tk * tn].reshape(tk, tn)
-            ct = acc[a[2] // 4: a[2] // 4 + tm * tn].reshape(tm, tn)
+            at, wt = spad.read(a[0], (tm, tk), a_type), wbuf.read(a[1], (tk, tn), w_type)
+            ct = acc_f32[a[2] // 4: a[2] // 4 + tm * tn].reshape(tm, tn)
             for k in range(tk):  # the declared order: one k at a time, product rounded, then added
                 ct += np.multiply(at[:, k:k + 1], wt[k:k + 1, :])
         elif op == "store_tile":
-            tile = acc[a[1] // 4: a[1] // 4 + a[3] * a[5]].reshape(a[3], a[5])
-            _store(dram, program.desc_int[a[0]], tile, a[2], a[4])
+            tile = acc_f32[a[1] // 4: a[1] // 4 + a[3] * a[5]].reshape(a[3], a[5])
+            _store(dram, program.desc_int[a[0]], tile, a[2], a[4], a[6])
         else:
-            _vector(op, dram, program.desc_int[a[0]], program.desc_float[a[0]])
-    return read_outputs(program, dram)
+            codes = a[1:len(OPCODES[op][1])]    # the dtype operands: inputs in order, then the result
+            _vector(op, dram, program.desc_int[a[0]], program.desc_float[a[0]], codes)
+    return read_outputs(program, raw)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from compiler.program import ENGINE_ID, ENGINES, OPCODE_ID, Program
+from compiler.program import ELEMENT_BYTES, ENGINE_ID, ENGINES, OPCODE_ID, Program
 from sim import energy as energy_model
 
 DEFINITIONS = {
@@ -85,17 +85,21 @@ class Stats:
 
 
 def _level_bytes(program: Program) -> dict:
-    """Bytes each instruction moves per memory level: level -> int64 array over instructions."""
+    """Bytes each instruction moves per memory level: level -> int64 array over instructions.
+    A matmul reads its A and W tiles and reads and writes its accumulator tile, each element
+    the size of what that memory holds."""
     ins = program.instructions
     op, ops, onchip = ins.opcode, ins.operands, ins.onchip_bytes
+    in_b, w_b, acc_b = (ELEMENT_BYTES[program.onchip_dtype(m)]
+                        for m in ("input_scratchpad", "weight_scratchpad", "accumulator"))
     mm = op == OPCODE_ID["matmul"]
     tm, tk, tn = (np.where(mm, ops[:, i], 0) for i in (3, 4, 5))
     return {
         "dram": ins.dram_bytes.astype(np.int64),
-        "input_scratchpad": np.where(op == OPCODE_ID["load_im2col"], onchip, 0) + 4 * tm * tk,
-        "weight_scratchpad": np.where(op == OPCODE_ID["load_weights"], onchip, 0) + 4 * tk * tn,
+        "input_scratchpad": np.where(op == OPCODE_ID["load_im2col"], onchip, 0) + in_b * tm * tk,
+        "weight_scratchpad": np.where(op == OPCODE_ID["load_weights"], onchip, 0) + w_b * tk * tn,
         "accumulator": np.where((op == OPCODE_ID["load_bias"]) | (op == OPCODE_ID["store_tile"]), onchip, 0)
-                       + 8 * tm * tn,
+                       + 2 * acc_b * tm * tn,
     }
 
 

@@ -1,7 +1,12 @@
 """DRAM memory plan shared by every target: assigns each graph tensor a byte
 offset (bump allocation, 64-byte aligned, no reuse so any intermediate can be
-inspected) and places constant data in the initial DRAM image. Views (reshape,
-identity) alias their input's region instead of copying.
+inspected) and an element type, and places constant data in the initial DRAM
+image. Views (reshape, identity) alias their input's region instead of copying.
+
+Element types come from the target's `dtypes`: graph inputs are `input`, node
+outputs `activation`, constants `weight` unless the caller names another type
+(a GEMM bias lives in the accumulator type). A constant needed in two types is
+placed once per type.
 """
 from __future__ import annotations
 
@@ -12,44 +17,55 @@ from compiler.program import Region
 
 ALIGN = 64
 VIEW_OPS = ("reshape", "identity")
+FP32_TYPES = {"input": "fp32", "activation": "fp32", "weight": "fp32"}
 
 
 class MemoryPlan:
-    def __init__(self, graph: Graph):
+    def __init__(self, graph: Graph, dtypes: dict = FP32_TYPES):
         self.graph = graph
+        self.dtypes = dtypes
         self.regions: dict = {}
-        self.chunks: list = []          # (offset, float32 array) for the DRAM image
+        self.chunks: list = []          # (Region, values) for the DRAM image
         self.size = 0
         outputs = set(graph.outputs)
         for name in graph.inputs:
-            self._place(name, graph.tensors[name].shape, "input")
+            self._place(name, graph.tensors[name].shape, "input", dtypes["input"])
         for node in graph.nodes:
             for out in node.outputs:
                 kind = "output" if out in outputs else "activation"
                 if node.op in VIEW_OPS:
                     src = self.regions[node.inputs[0]]
-                    self.regions[out] = Region(out, src.offset, graph.tensors[out].shape, kind)
+                    self.regions[out] = Region(out, src.offset, graph.tensors[out].shape, kind, src.dtype)
                 else:
-                    self._place(out, graph.tensors[out].shape, kind)
+                    self._place(out, graph.tensors[out].shape, kind, dtypes["activation"])
 
-    def _place(self, name: str, shape, kind: str) -> Region:
-        region = Region(name, self.size, tuple(int(d) for d in shape), kind)
+    def _place(self, name: str, shape, kind: str, dtype: str) -> Region:
+        region = Region(name, self.size, tuple(int(d) for d in shape), kind, dtype)
         self.size += -(-max(region.nbytes, 4) // ALIGN) * ALIGN
         self.regions[name] = region
         return region
 
-    def constant(self, name: str, data: np.ndarray) -> Region:
-        """Place constant data (already in the layout the target wants) in DRAM."""
-        if name in self.regions:
-            return self.regions[name]
-        region = self._place(name, data.shape, "weight")
-        self.chunks.append((region.offset, data))
+    def constant(self, name: str, data: np.ndarray, dtype: str | None = None) -> Region:
+        """Place constant data (already in the layout the target wants) in DRAM, in `dtype`
+        (default: the weight type)."""
+        dtype = dtype or self.dtypes["weight"]
+        placed = self.regions.get(name)
+        if placed is not None and placed.dtype != dtype:
+            name = f"{name}::{dtype}"
+            placed = self.regions.get(name)
+        if placed is not None:
+            return placed
+        region = self._place(name, data.shape, "weight", dtype)
+        self.chunks.append((region, data))
         return region
 
-    def addr(self, name: str) -> int:
-        """Byte address of a tensor; constants are placed on first use."""
-        if name not in self.regions and name in self.graph.constants:
-            self.constant(name, self.graph.constants[name])
-        return self.regions[name].offset
+    def region(self, name: str, dtype: str | None = None) -> Region:
+        """The region of a tensor; graph constants are placed on first use (in `dtype`,
+        default the weight type)."""
+        if name in self.graph.constants:
+            return self.constant(name, self.graph.constants[name], dtype)
+        return self.regions[name]
 
-
+    def addr(self, name: str, dtype: str | None = None) -> int:
+        """Byte address of a tensor (see `region`)."""
+        return self.region(name, dtype).offset

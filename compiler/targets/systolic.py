@@ -10,28 +10,36 @@ for each K tile load A and W (double-buffered where capacity allows) and
 accumulate, then store through the activation unit (tile_loops.py emits these
 loops). Every other op runs on the vector unit (compiler/targets/vector.py). Tile
 shapes come from tiling.py.
+
+Element types follow the spec's `datatypes`: graph inputs in DRAM and the input
+scratchpad hold `input`, weights (in DRAM, converted at compile time, and in the
+weight scratchpad) `weight`, the accumulator and the GEMM biases `accumulator`,
+and every stored layer output (activations and graph outputs) `output`.
 """
 from __future__ import annotations
 
 from compiler.ir import Graph, Node, node_macs
-from compiler.program import ACTIVATION_ID, CONV_FIELDS, Layer, Program, ProgramBuilder
+from compiler.program import ACTIVATION_ID, CONV_FIELDS, ELEMENT_BYTES, Layer, Program, ProgramBuilder
 from compiler.spec import SystolicSpec
 from compiler.targets import vector
 from compiler.targets.memory_plan import VIEW_OPS, MemoryPlan
-from compiler.targets.tile_loops import emit_gemm
+from compiler.targets.tile_loops import emit_gemm, operand_types
 from compiler.targets.tiling import Budget, choose_tiling
 
 
 def budget_of(spec: SystolicSpec) -> Budget:
-    mem = spec.memory
+    mem, dt = spec.memory, spec.datatypes
     return Budget(rows=spec.array.rows, cols=spec.array.cols, dataflow=spec.array.dataflow,
                   input_bytes=int(mem.input_scratchpad_kib * 1024), weight_bytes=int(mem.weight_scratchpad_kib * 1024),
                   acc_bytes=int(mem.accumulator_kib * 1024), dram_bytes_per_cycle=spec.dram_bytes_per_cycle,
-                  dram_latency=mem.dram_latency_cycles, double_buffer=mem.double_buffer)
+                  dram_latency=mem.dram_latency_cycles, double_buffer=mem.double_buffer,
+                  input_elem_bytes=ELEMENT_BYTES[dt.input], weight_elem_bytes=ELEMENT_BYTES[dt.weight],
+                  acc_elem_bytes=ELEMENT_BYTES[dt.accumulator])
 
 
 def lower(graph: Graph, spec: SystolicSpec) -> Program:
-    plan = MemoryPlan(graph)
+    dt = spec.datatypes
+    plan = MemoryPlan(graph, {"input": dt.input, "activation": dt.output, "weight": dt.weight})
     builder = ProgramBuilder()
     budget = budget_of(spec)
     ready: dict = {}            # tensor name -> index of the last instruction writing it
@@ -43,17 +51,18 @@ def lower(graph: Graph, spec: SystolicSpec) -> Program:
         index = len(layers)
         mapping = ""
         if node.op in ("conv", "gemm"):
-            mapping = _lower_gemm_layer(graph, node, plan, builder, budget, ready, index)
+            mapping = _lower_gemm_layer(graph, node, plan, builder, budget, dt, ready, index)
         else:
             vector.lower(graph, node, plan, builder, ready, index)
         layers.append(Layer(node.name, node.op, node_macs(graph, node), mapping))
     ins, desc_int, desc_float = builder.finish()
     onchip = {"input_scratchpad": budget.input_bytes, "weight_scratchpad": budget.weight_bytes,
               "accumulator": budget.acc_bytes}
+    onchip_dtypes = {"input_scratchpad": dt.input, "weight_scratchpad": dt.weight, "accumulator": dt.accumulator}
     program = Program(target="systolic", spec=spec, regions=plan.regions, dram_size=plan.size,
                       constants=plan.chunks, onchip=onchip, instructions=ins, desc_int=desc_int,
                       desc_float=desc_float, layers=layers, inputs=list(graph.inputs),
-                      outputs=list(graph.outputs))
+                      outputs=list(graph.outputs), onchip_dtypes=onchip_dtypes)
     return program.verify()
 
 
@@ -82,21 +91,26 @@ def _gemm_geometry(graph: Graph, node: Node):
     return fields, groups, nb * oh * ow, cin_g * kh * kw, ng, wmat, bias
 
 
-def _lower_gemm_layer(graph, node, plan, builder, budget, ready, index) -> str:
+def _lower_gemm_layer(graph, node, plan, builder, budget, dt, ready, index) -> str:
     fields, groups, m, k, ng, wmat, bias = _gemm_geometry(graph, node)
     geom = (fields["kh"] * fields["kw"], fields["oh"], fields["ow"], fields["sh"],
             (fields["kh"] - 1) * fields["dh"] + 1, fields["h"], fields["w"])
-    tiling = choose_tiling(budget, m, k, ng, node.name, geom)
+    types = operand_types(plan.region(node.inputs[0]).dtype, dt.input, dt.weight, dt.accumulator,
+                          plan.region(node.outputs[0]).dtype)
+    tiling = choose_tiling(budget, m, k, ng, node.name, geom, ELEMENT_BYTES[types.x], ELEMENT_BYTES[types.output])
     w_region = plan.constant(node.inputs[1] + "::gemm_weights", wmat)
-    b_addr = plan.addr(node.inputs[2]) if bias is not None else -1
+    b_addr = plan.addr(node.inputs[2], dt.accumulator) if bias is not None else -1
     fields = dict(fields, x=plan.addr(node.inputs[0]), out=plan.addr(node.outputs[0]),
                   activation=ACTIVATION_ID[node.attrs.get("activation", "none")])
     # one descriptor per group, consecutive: group g reads input channels g*cin_g.. and writes filters g*ng..
     descs = [builder.descriptor([dict(fields, cin_off=g * fields["cin_g"], cout_off=g * ng)[f] for f in CONV_FIELDS])
              for g in range(groups)]
-    slot_bytes = tuple(size // tiling.buffers for size in (budget.input_bytes, budget.weight_bytes, budget.acc_bytes))
+    # each buffer slot starts on an element boundary of what the buffer holds
+    slot_bytes = tuple(size // tiling.buffers // elem * elem for size, elem in (
+        (budget.input_bytes, budget.input_elem_bytes), (budget.weight_bytes, budget.weight_elem_bytes),
+        (budget.acc_bytes, budget.acc_elem_bytes)))
     block = emit_gemm(len(builder), index, tiling, slot_bytes, geom, m, k, ng, groups, descs[0], w_region.offset,
-                      b_addr, ready.get(node.inputs[0], -1))
+                      b_addr, ready.get(node.inputs[0], -1), types)
     builder.extend(block)
     ready[node.outputs[0]] = len(builder) - 1     # the layer's last row is its last store
     return (f"gemm M{m} K{k} N{ng} groups={groups} {budget.dataflow} {tiling.describe()}")

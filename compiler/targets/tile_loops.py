@@ -8,19 +8,22 @@ then per K tile an im2col load of A and a load of W (each skipped when the same
 tile is still resident from the previous load) and a matmul, then a store.
 Buffers hold `tiling.buffers` slots used round robin, and a load into a slot
 waits for the last matmul that read the slot's previous tile (the store, for an
-accumulator slot). Plain Numba loops, because a sweep emits tens of thousands of
-rows per design point. Numba's disk cache only notices changes to the file a
+accumulator slot). Byte counts use each operand's element size, and DMA rows name
+the element type of the DRAM data they move (OperandTypes). Plain Numba loops,
+because a sweep emits tens of thousands of rows per design point. Numba's disk cache only notices changes to the file a
 kernel lives in, so the kernels here call nothing from other modules: what they
 need from compiler.program comes in as arguments.
 """
 from __future__ import annotations
 
+import functools
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 from numba import njit, vectorize
 
-from compiler.program import BYTES, N_OPERANDS, OPCODE_ENGINE, OPCODE_ID, Instructions
+from compiler.program import DTYPE_CODE, ELEMENT_BYTES, N_OPERANDS, OPCODE_ENGINE, OPCODE_ID, Instructions
 
 if TYPE_CHECKING:
     from compiler.targets.tiling import Tiling
@@ -31,16 +34,45 @@ OPCODES = np.array([OPCODE_ID[op] for op in KINDS], np.int16)
 ENGINES = OPCODE_ENGINE[OPCODES]
 
 
+@dataclass(frozen=True)
+class OperandTypes:
+    """Element types of what a GEMM layer's tile loops move, where each lives."""
+    x: str = "fp32"            # the layer's input in DRAM (a graph input or an activation)
+    input: str = "fp32"        # the input scratchpad (im2col converts x to it)
+    weight: str = "fp32"       # the weights, in DRAM and in the weight scratchpad
+    bias: str = "fp32"         # the bias in DRAM (loaded into the accumulator)
+    accumulator: str = "fp32"  # the accumulator
+    output: str = "fp32"       # the layer's output in DRAM (stores convert to it)
+
+    @functools.cached_property
+    def arrays(self) -> tuple:
+        """(element bytes of x, input, weight, bias, accumulator, output; DTYPE_CODE of the DRAM
+        operands x, weight, bias, output, as the DMA rows name them): the loop nest's arguments."""
+        names = (self.x, self.input, self.weight, self.bias, self.accumulator, self.output)
+        return (np.array([ELEMENT_BYTES[t] for t in names], np.int64),
+                np.array([DTYPE_CODE[t] for t in (self.x, self.weight, self.bias, self.output)], np.int64))
+
+
+@functools.lru_cache(maxsize=256)   # lowering asks per layer; a sweep has few type combinations
+def operand_types(x: str, input: str, weight: str, accumulator: str, output: str) -> OperandTypes:
+    """The (shared, immutable) OperandTypes of a GEMM layer; its bias lives in the accumulator type."""
+    return OperandTypes(x, input, weight, accumulator, accumulator, output)
+
+
+FP32 = OperandTypes()
+
+
 def emit_gemm(base: int, layer: int, tiling: Tiling, slot_bytes: tuple, geom: tuple, m: int, k: int, n: int,
-              groups: int, desc0: int, w_addr: int, bias_addr: int, input_ready: int) -> Instructions:
+              groups: int, desc0: int, w_addr: int, bias_addr: int, input_ready: int,
+              types: OperandTypes = FP32) -> Instructions:
     """Rows of a GEMM layer's `groups` GEMMs [m,k] x [k,n]; group g uses descriptor desc0 + g, weights
-    [k,n] at w_addr + g*k*n*BYTES and bias (bias_addr < 0: none) at bias_addr + g*n*BYTES.
-    slot_bytes = (input, weight, accumulator) bytes per buffer slot; geom as in im2col_elems;
-    input_ready = row that last wrote the layer's input (-1: none)."""
+    [k,n] at w_addr + g*k*n*(weight bytes) and bias (bias_addr < 0: none) at bias_addr + g*n*(bias
+    bytes). slot_bytes = (input, weight, accumulator) bytes per buffer slot; geom as in im2col_elems;
+    input_ready = row that last wrote the layer's input (-1: none); types: the operands' element types."""
     t = tiling
     return Instructions(*_loop_nest(
         base, layer, m, k, n, groups, t.tm, t.tk, t.tn, t.buffers, t.order == "m_outer", desc0, w_addr, bias_addr,
-        *slot_bytes, input_ready, geom, OPCODES, ENGINES, BYTES, N_OPERANDS))
+        *slot_bytes, input_ready, geom, OPCODES, ENGINES, *types.arrays, N_OPERANDS))
 
 
 @njit(cache=True)
@@ -66,12 +98,13 @@ def im2col_elems(kk, oh, ow, sh, span_h, h, w, m0, tm, k0, tk):
 
 
 @njit(cache=True, inline="always")   # a call per row would cost more than the row
-def _put(rows, i, kind, a0, a1, a2, a3, a4, a5, d0, d1, d2, dram, onchip, work):
-    """Write row i of `kind`; its dependencies d0..d2 (-1: none) go in sorted, without repeats."""
+def _put(rows, i, kind, a0, a1, a2, a3, a4, a5, a6, d0, d1, d2, dram, onchip, work):
+    """Write row i of `kind` (operands a0..a6); its dependencies d0..d2 (-1: none) go in sorted,
+    without repeats."""
     engine, opcode, _, operands, dram_col, onchip_col, work_col, dep_ptr, dep_idx, opcodes, engines = rows
     engine[i], opcode[i] = engines[kind], opcodes[kind]
     operands[i, 0], operands[i, 1], operands[i, 2] = a0, a1, a2
-    operands[i, 3], operands[i, 4], operands[i, 5] = a3, a4, a5
+    operands[i, 3], operands[i, 4], operands[i, 5], operands[i, 6] = a3, a4, a5, a6
     dram_col[i], onchip_col[i], work_col[i] = dram, onchip, work
     if d0 > d1:
         d0, d1 = d1, d0
@@ -90,10 +123,12 @@ def _put(rows, i, kind, a0, a1, a2, a3, a4, a5, d0, d1, d2, dram, onchip, work):
 
 @njit(cache=True)
 def _loop_nest(base, layer, m, k, n, groups, tm, tk, tn, nbuf, m_outer, desc0, w_addr0, bias_addr0,
-               a_slot_bytes, w_slot_bytes, acc_slot_bytes, input_ready, geom, opcodes, engines, elem_bytes,
+               a_slot_bytes, w_slot_bytes, acc_slot_bytes, input_ready, geom, opcodes, engines, sizes, codes,
                n_operands):
-    """The columns of emit_gemm's Instructions, in field order."""
+    """The columns of emit_gemm's Instructions, in field order. sizes, codes: OperandTypes.arrays."""
     kk, oh, ow, sh, span_h, h, w = geom
+    x_b, in_b, w_b, bias_b, acc_b, out_b = sizes[0], sizes[1], sizes[2], sizes[3], sizes[4], sizes[5]
+    x_code, w_code, bias_code, out_code = codes[0], codes[1], codes[2], codes[3]
     nm, nk, nn = -(-m // tm), -(-k // tk), -(-n // tn)
     cap = groups * nm * nn * (2 + 3 * nk)     # every load emitted; reuse only makes it shorter
     rows = (np.empty(cap, np.int8), np.empty(cap, np.int16), np.full(cap, layer, np.int32),
@@ -104,8 +139,8 @@ def _loop_nest(base, layer, m, k, n, groups, tm, tk, tn, nbuf, m_outer, desc0, w
     a_next = w_next = acc_next = 0
     i = 0
     for g in range(groups):
-        desc, w_addr = desc0 + g, w_addr0 + g * k * n * elem_bytes
-        bias = bias_addr0 + g * n * elem_bytes if bias_addr0 >= 0 else -1
+        desc, w_addr = desc0 + g, w_addr0 + g * k * n * w_b
+        bias = bias_addr0 + g * n * bias_b if bias_addr0 >= 0 else -1
         a_m0 = a_k0 = w_n0 = w_k0 = -1           # key of the tile the last load brought in
         a_slot = w_slot = a_row = w_row = -1     # its slot and row
         for p in range(nm * nn):
@@ -114,34 +149,35 @@ def _loop_nest(base, layer, m, k, n, groups, tm, tk, tn, nbuf, m_outer, desc0, w
             tm_, tn_ = min(tm, m - m0), min(tn, n - n0)    # this tile's size: smaller at the edges
             acc_slot, acc_next = acc_next, (acc_next + 1) % nbuf
             acc = acc_slot * acc_slot_bytes
-            src = bias + n0 * elem_bytes if bias >= 0 else -1
-            _put(rows, i, BIAS, src, tm_, tn_, acc, 0, 0, acc_user[acc_slot], -1, -1,
-                 tn_ * elem_bytes if src >= 0 else 0, tm_ * tn_ * elem_bytes, 0)
+            src = bias + n0 * bias_b if bias >= 0 else -1
+            _put(rows, i, BIAS, src, tm_, tn_, acc, bias_code, 0, 0, acc_user[acc_slot], -1, -1,
+                 tn_ * bias_b if src >= 0 else 0, tm_ * tn_ * acc_b, 0)
             prev = base + i
             i += 1
             for k0 in range(0, k, tk):
                 tk_ = min(tk, k - k0)
                 if a_m0 != m0 or a_k0 != k0:
                     a_slot, a_next = a_next, (a_next + 1) % nbuf
-                    read = _im2col_elems(kk, oh, ow, sh, span_h, h, w, m0, tm_, k0, tk_) * elem_bytes
-                    _put(rows, i, LOAD_A, desc, m0, tm_, k0, tk_, a_slot * a_slot_bytes,
-                         a_user[a_slot], input_ready, -1, read, tm_ * tk_ * elem_bytes, 0)
+                    read = _im2col_elems(kk, oh, ow, sh, span_h, h, w, m0, tm_, k0, tk_) * x_b
+                    _put(rows, i, LOAD_A, desc, m0, tm_, k0, tk_, a_slot * a_slot_bytes, x_code,
+                         a_user[a_slot], input_ready, -1, read, tm_ * tk_ * in_b, 0)
                     a_m0, a_k0, a_row = m0, k0, base + i
                     i += 1
                 if w_n0 != n0 or w_k0 != k0:
                     w_slot, w_next = w_next, (w_next + 1) % nbuf
-                    w_bytes = tk_ * tn_ * elem_bytes
-                    _put(rows, i, LOAD_W, w_addr + (k0 * n + n0) * elem_bytes, tk_, tn_, n, w_slot * w_slot_bytes,
-                         0, w_user[w_slot], -1, -1, w_bytes, w_bytes, 0)
+                    w_bytes = tk_ * tn_ * w_b
+                    _put(rows, i, LOAD_W, w_addr + (k0 * n + n0) * w_b, tk_, tn_, n, w_slot * w_slot_bytes,
+                         w_code, 0, w_user[w_slot], -1, -1, w_bytes, w_bytes, 0)
                     w_n0, w_k0, w_row = n0, k0, base + i
                     i += 1
-                _put(rows, i, MATMUL, a_slot * a_slot_bytes, w_slot * w_slot_bytes, acc, tm_, tk_, tn_,
-                     a_row, w_row, prev, 0, (tm_ * tk_ + tk_ * tn_ + 2 * tm_ * tn_) * elem_bytes, tm_ * tk_ * tn_)
+                _put(rows, i, MATMUL, a_slot * a_slot_bytes, w_slot * w_slot_bytes, acc, tm_, tk_, tn_, 0,
+                     a_row, w_row, prev, 0, tm_ * tk_ * in_b + tk_ * tn_ * w_b + 2 * tm_ * tn_ * acc_b,
+                     tm_ * tk_ * tn_)
                 prev = base + i
                 a_user[a_slot] = w_user[w_slot] = prev
                 i += 1
-            _put(rows, i, STORE, desc, acc, m0, tm_, n0, tn_, prev, -1, -1,
-                 tm_ * tn_ * elem_bytes, tm_ * tn_ * elem_bytes, 0)
+            _put(rows, i, STORE, desc, acc, m0, tm_, n0, tn_, out_code, prev, -1, -1,
+                 tm_ * tn_ * out_b, tm_ * tn_ * acc_b, 0)
             acc_user[acc_slot] = base + i
             i += 1
     engine, opcode, layers, operands, dram, onchip, work, dep_ptr, dep_idx = rows[:9]

@@ -1,7 +1,10 @@
 """Lowering of non-GEMM IR ops onto the vector unit: one instruction per op,
 streaming its operands from DRAM and its result back (the unit's own buffers
-are not modelled). Each emits a descriptor (layouts below) and records the
-DRAM bytes and element-ops the timing model charges.
+are not modelled). Each emits a descriptor (layouts below), names the element
+type of each DRAM operand in its *_dtype operands (inputs in order, then the
+result), and records the DRAM bytes and element-ops the timing model charges.
+Constant operands (an affine's scale and shift, a binary op's constant) are
+placed in the weight type; results are stored in the activation type.
 
 Descriptor int fields per opcode:
   vec_relu     src dst n
@@ -17,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 
 from compiler.errors import CompileError
-from compiler.program import BINARY_OPS, BYTES, MAX_RANK
+from compiler.program import BINARY_OPS, DTYPE_CODE, ELEMENT_BYTES, MAX_RANK
 
 
 def _strides(shape) -> list:
@@ -46,13 +49,16 @@ def lower(graph, node, plan, builder, ready, layer: int) -> None:
     size = lambda name: graph.tensors[name].size    # noqa: E731
     deps = [ready.get(name, -1) for name in node.inputs]
     out = node.outputs[0]
-    dst = plan.addr(out)
-    srcs = [plan.addr(name) for name in node.inputs]
-    traffic = (sum(size(n) for n in node.inputs) + size(out)) * BYTES
+    regions = [plan.region(name) for name in node.inputs]
+    dst_region = plan.region(out)
+    dst = dst_region.offset
+    srcs = [r.offset for r in regions]
+    codes = [DTYPE_CODE[r.dtype] for r in regions + [dst_region]]
+    traffic = sum(r.nbytes for r in regions) + dst_region.nbytes
 
     def emit(opcode, ints, work, floats=(), dram=traffic):
         desc = builder.descriptor(ints, floats)
-        ready[out] = builder.emit(opcode, layer, (desc,), deps=deps, dram_bytes=dram, work=work,
+        ready[out] = builder.emit(opcode, layer, (desc, *codes), deps=deps, dram_bytes=dram, work=work,
                                   onchip_bytes=dram)
 
     op = node.op
@@ -92,25 +98,27 @@ def lower(graph, node, plan, builder, ready, layer: int) -> None:
         _, d_str = _pad6(shape(out), _strides(shape(out)), where)
         emit("vec_copy", [srcs[0], dst] + dims + s_str + d_str, size(out))
     elif op == "concat":
-        _lower_concat(graph, node, srcs, dst, builder, ready, layer, deps, where)
+        _lower_concat(graph, node, regions, dst_region, builder, ready, layer, deps, where)
     else:
         raise CompileError(f"{where}: no vector-unit lowering for IR op '{op}'")
 
 
-def _lower_concat(graph, node, srcs, dst, builder, ready, layer, deps, where):
-    out = node.outputs[0]
-    out_shape = graph.tensors[out].shape
+def _lower_concat(graph, node, regions, dst, builder, ready, layer, deps, where):
+    """One vec_copy per input, into its slice of the output."""
+    out_shape = graph.tensors[dst.name].shape
     axis = node.attrs["axis"] % len(out_shape)
     out_str = _strides(out_shape)
+    dst_bytes = ELEMENT_BYTES[dst.dtype]
     offset = 0
     last = -1
-    for name, src, dep in zip(node.inputs, srcs, deps):
+    for name, src, dep in zip(node.inputs, regions, deps):
         in_shape = graph.tensors[name].shape
         dims, s_str = _pad6(in_shape, _strides(in_shape), where)
         _, d_str = _pad6(in_shape, out_str, where)
-        desc = builder.descriptor([src, dst + offset * out_str[axis] * BYTES] + dims + s_str + d_str)
+        desc = builder.descriptor([src.offset, dst.offset + offset * out_str[axis] * dst_bytes] + dims + s_str + d_str)
         n = graph.tensors[name].size
-        last = builder.emit("vec_copy", layer, (desc,), deps=[dep], dram_bytes=2 * n * BYTES, work=n,
-                            onchip_bytes=2 * n * BYTES)
+        moved = n * (ELEMENT_BYTES[src.dtype] + dst_bytes)
+        last = builder.emit("vec_copy", layer, (desc, DTYPE_CODE[src.dtype], DTYPE_CODE[dst.dtype]), deps=[dep],
+                            dram_bytes=moved, work=n, onchip_bytes=moved)
         offset += in_shape[axis]
-    ready[out] = last
+    ready[dst.name] = last

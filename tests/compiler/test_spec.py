@@ -44,8 +44,14 @@ def test_wrong_type_rejected(tmp_path):
 
 
 def test_unimplemented_datatype_is_clear(tmp_path):
-    with pytest.raises(SpecError, match="datatypes.weight.*fp32"):
+    with pytest.raises(SpecError, match="datatypes.weight.*int8.*fp32, bf16, fp16"):
         _load_text(tmp_path, "datatypes:\n  weight: int8\n")
+    with pytest.raises(SpecError, match="datatypes.accumulator.*bf16.*simulates fp32 there"):
+        _load_text(tmp_path, "datatypes:\n  accumulator: bf16\n")
+    spec = specmod.from_dict({})
+    assert specmod.replace_path(spec, "datatypes.input", "bf16").datatypes.input == "bf16"
+    with pytest.raises(SpecError, match="sweep.*datatypes.weight.*int8"):
+        specmod.replace_path(spec, "datatypes.weight", "int8")
 
 
 def test_defaults_and_replace_path():

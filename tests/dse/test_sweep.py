@@ -80,3 +80,13 @@ sweep:
     assert proc.returncode == 0, err
     assert "done: 225 points" in err and "450 evaluations computed" in err
     assert len(dse.load(tmp_path / "r")) == 450
+
+
+def test_verify_on_a_bf16_design_uses_the_narrow_tolerance(tmp_path):
+    (tmp_path / "s.yaml").write_text("name: b\nworkloads: [zoo:mlp]\n"
+                                     "datatypes: {input: bf16, weight: bf16, output: bf16}\n"
+                                     "sweep:\n  parameters:\n    array.rows: [16, 32]\n")
+    result = dse.sweep(tmp_path / "s.yaml", out=tmp_path / "r", workers=1, verify=1)
+    (check,) = result.verified
+    assert check["ok"] and "relative L2" in check["criterion"]
+    assert check["max_abs_error"] > 1e-6  # the narrow datapath really ran (fp32 would be ~1e-8)

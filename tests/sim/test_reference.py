@@ -1,5 +1,6 @@
 """The Numba kernels against the NumPy reference executor (sim/reference.py): bit for bit
-on the GEMM path and data movement, within rounding where transcendentals differ."""
+on the GEMM path, data movement, pooling and softmax; within rounding on LRN (a float64
+power). tests/sim/test_low_precision_reference.py does the same for bf16 and fp16."""
 import numpy as np
 from hypothesis import given, settings, strategies as st
 from onnx import helper, numpy_helper

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
@@ -29,8 +30,10 @@ class InProcess:
     def __init__(self, workloads=()):
         warm(workloads)
 
-    def run(self, chunks):
+    def run(self, chunks, stop=lambda: False):
         for chunk in chunks:
+            if stop():
+                return
             yield chunk, run_chunk(chunk)
 
     def close(self):
@@ -52,13 +55,18 @@ class LocalPool:
         self.pool = self._new_pool()
 
     def _new_pool(self):
-        return ProcessPoolExecutor(self.workers, mp_context=self.context, initializer=warm,
+        return ProcessPoolExecutor(self.workers, mp_context=self.context, initializer=_worker_init,
                                    initargs=(self.workloads,))
 
-    def run(self, chunks):
+    def run(self, chunks, stop=lambda: False):
         pending = {self.pool.submit(run_chunk, c): (c, 0) for c in chunks}
         while pending:
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            # A timeout, not a blocking wait: the sweep's Ctrl-C handler only sets a flag,
+            # and a KeyboardInterrupt raised inside wait() can leave a future's lock held
+            # and hang the interpreter at exit.
+            done, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            if stop():
+                return
             broken = []
             for future in done:
                 chunk, tries = pending.pop(future)
@@ -77,7 +85,13 @@ class LocalPool:
                 pending = {self.pool.submit(run_chunk, c): (c, tries + 1) for c, tries in broken}
 
     def close(self):
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.pool.shutdown(wait=True, cancel_futures=True)  # chunks in flight are short
+
+
+def _worker_init(workloads) -> None:
+    """Pool workers leave Ctrl-C to the sweep process, which stops them cleanly."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    warm(workloads)
 
 
 class DaskCluster:
@@ -95,12 +109,16 @@ class DaskCluster:
         workers = len(self.client.scheduler_info().get("workers", {}))
         self.description = f"Dask scheduler {address} ({workers} workers)"
 
-    def run(self, chunks):
+    def run(self, chunks, stop=lambda: False):
         from distributed import as_completed
         # pure=False: identical chunks are still separate tasks; retries: a task whose
         # worker raised is tried again elsewhere (a worker that dies is rescheduled by Dask).
         futures = {self.client.submit(run_chunk, c, pure=False, retries=2): c for c in chunks}
         for future in as_completed(futures):
+            if stop():
+                for f in futures:
+                    f.cancel()
+                return
             yield futures[future], future.result()
 
     def close(self):

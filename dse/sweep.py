@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import math
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,9 +93,10 @@ def sweep(spec_path, out=None, strategy=None, budget=None, seed=None, workers=No
     progress = Progress(total, stream)
     points: dict = {}           # indices -> _Point
     front_values: list = []
-    interrupted, computed = False, 0
+    computed = 0
+    stop = _CtrlC(stream)
     try:
-        while (batch := search.propose()) is not None:
+        while not stop() and (batch := search.propose()) is not None:
             fresh = [idx for idx in dict.fromkeys(batch) if idx not in points]
             tasks, waiting = _prepare(space, workloads, store, fresh, points)
             for idx in fresh:
@@ -103,7 +106,8 @@ def sweep(spec_path, out=None, strategy=None, budget=None, seed=None, workers=No
             if tasks and executor is None:
                 executor = executors.make(workers, scheduler, workloads)
                 print(f"evaluating on {executor.description}", file=stream, flush=True)
-            for _, records in (executor.run(_chunks(tasks, getattr(executor, "workers", 1))) if tasks else ()):
+            chunks = _chunks(tasks, getattr(executor, "workers", 1)) if tasks else []
+            for _, records in (executor.run(chunks, stop) if tasks else ()):
                 for record in records:
                     store.put(record)
                     computed += 1
@@ -113,14 +117,15 @@ def sweep(spec_path, out=None, strategy=None, budget=None, seed=None, workers=No
                         if p.waiting == 0:
                             _finish(space, p, workloads, front_values)
                 _report_progress(progress, points, front_values, total)
-            search.tell({idx: _objective_values(space, points[idx]) for idx in set(batch)})
-    except KeyboardInterrupt:
-        interrupted = True
+            if not stop():
+                search.tell({idx: _objective_values(space, points[idx]) for idx in set(batch)})
     finally:
         if executor is not None:
             executor.close()
+        stop.restore()
         _report_progress(progress, points, front_values, total, force=True)
         progress.close()
+    interrupted = stop()
     result = _write_outputs(folder, spec_path, space, workloads, store, points, interrupted, computed)
     store.close()
     result.summary = _summary(result, space, time.perf_counter() - t0)
@@ -130,6 +135,32 @@ def sweep(spec_path, out=None, strategy=None, budget=None, seed=None, workers=No
         result.verified = verify_front(space, points, workloads, verify, stream)
         pd.DataFrame(result.verified).to_csv(folder / "verify.csv", index=False)
     return result
+
+
+class _CtrlC:
+    """Ctrl-C during a sweep asks it to stop: the evaluations in flight finish and are
+    committed, then the outputs are written. A second Ctrl-C aborts at once. Calling
+    the object says whether a stop was asked for."""
+
+    def __init__(self, stream):
+        self.requested, self.stream = False, stream
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\nstopping: finishing the evaluations in flight (Ctrl-C again to abort)", file=self.stream,
+              flush=True)
+
+    def __call__(self) -> bool:
+        return self.requested
+
+    def restore(self) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
 
 
 def _prepare(space, workloads, store, fresh, points):

@@ -18,6 +18,7 @@ and every stored layer output (activations and graph outputs) `output`.
 """
 from __future__ import annotations
 
+from compiler.errors import CompileError
 from compiler.ir import Graph, Node, node_macs
 from compiler.program import ACTIVATION_ID, CONV_FIELDS, ELEMENT_BYTES, Layer, Program, ProgramBuilder
 from compiler.spec import SystolicSpec
@@ -38,6 +39,12 @@ def budget_of(spec: SystolicSpec) -> Budget:
 
 
 def lower(graph: Graph, spec: SystolicSpec) -> Program:
+    quantised = next((n for n in graph.nodes
+                      if any(graph.tensors[t].quant is not None for t in (*n.inputs, *n.outputs))), None)
+    if quantised is not None:  # the IR holds them exactly; the integer datapath is not built yet
+        raise CompileError(f"node '{quantised.name}' ({quantised.op}): this model is quantised (int8/uint8 "
+                           "tensors); the front end loads it, but the simulator has no integer datapath "
+                           "yet (see docs/int8_datapath.md). Simulate the float model, or use a bf16/fp16 spec")
     dt = spec.datatypes
     plan = MemoryPlan(graph, {"input": dt.input, "activation": dt.output, "weight": dt.weight})
     builder = ProgramBuilder()

@@ -186,3 +186,10 @@ def test_verify_checks_front_points_functionally_and_fails_loudly(capsys, tmp_pa
     monkeypatch.setattr(verify, "reference", off_by_a_little)
     code, _, err = run_cli(capsys, "sweep", _tiny_spec(tmp_path), "--out", tmp_path / "rep", "--verify", "1")
     assert code == 1 and "verify FAIL" in err
+
+
+def test_running_a_quantised_model_is_one_clear_error_until_the_int8_datapath_exists(capsys):
+    from tests.quant_models import quant_model_path
+    path = quant_model_path("mlp", "qoperator", False, "uint8", "int8", 0)
+    line = _error_line(capsys, "run", path, "--hw", SPEC, "--timing-only")
+    assert "quantised" in line and "no integer datapath" in line and "int8_datapath.md" in line

@@ -34,7 +34,8 @@ class Grid:
 
 
 class _Sampled(Grid):
-    """Budget distinct points drawn once (the whole grid if the budget covers it)."""
+    """Budget distinct points drawn once (the whole grid if the budget covers it);
+    subclasses give `draw(sizes, budget, rng)` -> [budget, parameters] value indices."""
 
     def __init__(self, space, budget=None, seed=0):
         sizes = [len(v) for v in space.parameters.values()]
@@ -53,9 +54,6 @@ class _Sampled(Grid):
                 seen.add(point)
                 chosen.append(point)
         self.batch = chosen[:budget]
-
-    def draw(self, sizes, budget, rng):
-        raise NotImplementedError
 
 
 class Random(_Sampled):

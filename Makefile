@@ -27,6 +27,7 @@ test-all: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/resnet50_systolic.py
 	$(BIN)/python benchmarks/sweep_speed.py
+	$(BIN)/python benchmarks/int8_resnet50.py
 
 clean:
 	rm -rf $(VENV) reports/*/ .pytest_cache

@@ -1,4 +1,4 @@
-"""Float element encodings of the memory model, in NumPy: model values <-> the bits a
+"""Element encodings of the memory model, in NumPy: model values <-> the bits a
 DRAM region or on-chip buffer of a given element type holds.
 
 In: values (any float array; model data is fp32, wider data is first rounded to fp32);
@@ -10,6 +10,9 @@ The conversions (DESIGN principle 4, the defined datapath):
   fp32 -> fp16  IEEE 754 binary16 round-to-nearest-even: overflow to Inf, gradual
                 underflow to subnormals; NaN stays NaN with its sign and upper payload, quiet.
   bf16/fp16 -> fp32  exact (every narrow value is an fp32 value).
+Integer types (uint8, int8 codes of quantised tensors; int32 biases and accumulators)
+are stored as themselves: encoding requires integer values in the type's range (a
+quantised model's data already is), and decoding returns them unchanged.
 The simulator's Numba kernels (sim/kernels.py) implement the same scalar conversions;
 tests/sim/test_numerics.py checks both against independent references.
 """
@@ -18,17 +21,31 @@ from __future__ import annotations
 import numpy as np
 
 FLOAT_TYPES = ("fp32", "bf16", "fp16")
-STORAGE = {"fp32": np.float32, "bf16": np.uint16, "fp16": np.uint16}  # NumPy type of a stored element
+INT_TYPES = ("uint8", "int8", "int32")
+# NumPy type of a stored element
+STORAGE = {"fp32": np.float32, "bf16": np.uint16, "fp16": np.uint16, "uint8": np.uint8, "int8": np.int8,
+           "int32": np.int32}
 
 
 def _check(dtype: str) -> None:
     if dtype not in STORAGE:
-        raise ValueError(f"no float encoding for element type {dtype!r}; implemented: {', '.join(FLOAT_TYPES)}")
+        raise ValueError(f"no encoding for element type {dtype!r}; implemented: {', '.join(STORAGE)}")
+
+
+def _encode_int(values, dtype: str) -> np.ndarray:
+    x = np.asarray(values)
+    out = x.astype(STORAGE[dtype])
+    if not np.array_equal(out, x):
+        raise ValueError(f"values are not {dtype} integers (a quantised tensor holds codes; "
+                         f"quantise float data first)")
+    return out
 
 
 def encode(values, dtype: str) -> np.ndarray:
     """The stored elements of `values` in element type `dtype` (same shape)."""
     _check(dtype)
+    if dtype in INT_TYPES:
+        return _encode_int(values, dtype)
     x = np.asarray(values, np.float32)
     if dtype == "fp32":
         return x
@@ -43,10 +60,11 @@ def encode(values, dtype: str) -> np.ndarray:
 
 
 def decode(stored, dtype: str) -> np.ndarray:
-    """fp32 values (float32, same shape) of elements stored in element type `dtype`."""
+    """fp32 values (float32, same shape) of elements stored in element type `dtype` (integer
+    types: the stored integers)."""
     _check(dtype)
     s = np.asarray(stored, STORAGE[dtype])
-    if dtype == "fp32":
+    if dtype == "fp32" or dtype in INT_TYPES:
         return s
     if dtype == "fp16":
         return s.view(np.float16).astype(np.float32)

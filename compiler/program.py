@@ -42,8 +42,8 @@ OPCODES = {
     "load_weights": ("dma_load", ("src", "tk", "tn", "src_row_elems", "dst", "src_dtype")),
     # bias[tn] (src<0: zeros) -> accumulator [tm,tn]
     "load_bias": ("dma_load", ("src", "tm", "tn", "dst", "src_dtype")),
-    # acc[tm,tn] += a[tm,tk] @ w[tk,tn]
-    "matmul": ("matrix", ("a", "w", "acc", "tm", "tk", "tn")),
+    # acc[tm,tn] += a[tm,tk] @ w[tk,tn] (desc: the layer's, for its integer fields)
+    "matmul": ("matrix", ("a", "w", "acc", "tm", "tk", "tn", "desc")),
     # accumulator -> DRAM (conv desc layout, activation)
     "store_tile": ("dma_store", ("desc", "acc", "m0", "tm", "n0", "tn", "dst_dtype")),
     "vec_relu": ("vector", ("desc", "src_dtype", "dst_dtype")),
@@ -54,6 +54,9 @@ OPCODES = {
     "vec_lrn": ("vector", ("desc", "src_dtype", "dst_dtype")),
     "vec_softmax": ("vector", ("desc", "src_dtype", "dst_dtype")),
     "vec_copy": ("vector", ("desc", "src_dtype", "dst_dtype")),
+    "vec_quantize": ("vector", ("desc", "src_dtype", "dst_dtype")),
+    "vec_dequantize": ("vector", ("desc", "src_dtype", "dst_dtype")),
+    "vec_lookup": ("vector", ("desc", "src_dtype", "dst_dtype")),
 }
 OPCODE_ID = {name: i for i, name in enumerate(OPCODES)}
 OPCODE_NAMES = tuple(OPCODES)
@@ -67,13 +70,22 @@ DTYPE_OPERANDS = np.array([[i < len(names) and names[i].endswith("_dtype") for i
 ELEMENT_BYTES = {name: bits // 8 for name, bits in DATATYPE_BITS.items()}
 DTYPE_CODE = {name: i for i, name in enumerate(DATATYPES)}
 BYTES = ELEMENT_BYTES["fp32"]   # the default element size (fp32) of every operand
-DESC_INTS = 24
+DESC_INTS = 32
 DESC_FLOATS = 4
 
-# Conv/GEMM descriptor fields (int row); GEMM [M,K]x[K,N] uses N=M, C=K, H=W=kh=kw=1.
+# Conv/GEMM descriptor fields (int row); GEMM [M,K]x[K,N] uses N=M, C=K, H=W=kh=kw=1. Then the
+# integer datapath's fields (all 0 on a float layer): requant (REQUANT_ID: what store_tile makes of
+# the int32 accumulator), the zero points of input, weights (one for all channels) and output, the
+# byte address of the per-output-channel fp32 requantisation scales, and the DTYPE_CODE of the
+# input and weight codes (uint8 or int8) the scratchpads hold for this layer.
 CONV_FIELDS = ("x", "n", "c", "h", "w", "kh", "kw", "sh", "sw", "pt", "pl", "dh", "dw",
-               "oh", "ow", "cin_g", "cin_off", "out", "cout", "cout_off", "activation")
+               "oh", "ow", "cin_g", "cin_off", "out", "cout", "cout_off", "activation",
+               "requant", "x_zp", "w_zp", "y_zp", "scale", "x_code", "w_code")
 CONV = {name: i for i, name in enumerate(CONV_FIELDS)}
+# float: no integer datapath; codes: y = sat(rne(F(acc) * scale[c]) + y_zp) in the output's 8-bit
+# type; int32: the accumulator itself (ConvInteger/MatMulInteger); scaled: F(F(acc) * scale[c]) as
+# fp32 (QGemm without an output scale)
+REQUANT_ID = {"float": 0, "codes": 1, "int32": 2, "scaled": 3}
 ACTIVATION_ID = {"none": 0, "relu": 1}
 BINARY_OPS = {"add": 0, "sub": 1, "mul": 2, "div": 3}
 MAX_RANK = 6

@@ -20,14 +20,24 @@ import yaml
 from compiler.errors import SpecError
 
 DATAFLOWS = ("weight_stationary", "output_stationary", "input_stationary")
-# The float datapaths are built (fp32, and bf16/fp16 in with fp32 accumulation; see
-# sim/kernels.py); the integer types are declared so specs written now stay valid when
-# that datapath lands. The order fixes each type's code in a Program (fp32 = 0).
+# Every type a spec may name; the order fixes each type's code in a Program (fp32 = 0).
 DATATYPES = ("fp32", "fp16", "bf16", "int8", "uint8", "int16", "int32")
 DATATYPE_BITS = {"fp32": 32, "fp16": 16, "bf16": 16, "int8": 8, "uint8": 8, "int16": 16, "int32": 32}
-# datatypes field -> the types this version simulates there
-IMPLEMENTED_DATATYPES = {"input": ("fp32", "bf16", "fp16"), "weight": ("fp32", "bf16", "fp16"),
-                         "accumulator": ("fp32",), "output": ("fp32", "bf16", "fp16")}
+FLOAT_TYPES = ("fp32", "bf16", "fp16")
+INTEGER_TYPES = ("int8", "uint8")
+# The datapaths this version simulates (sim/kernels.py), as datatypes field -> allowed types.
+# Float: fp32, or bf16/fp16 in with fp32 accumulation. Integer: 8-bit codes in DRAM and the
+# scratchpads; the array subtracts each operand's zero point into a 9-bit signed value
+# (uint8 - zp and int8 - zp both fit), so either signedness runs and each layer's comes from
+# the model's quantisation; products accumulate exactly in int32 and are requantised to 8-bit
+# outputs as ONNX specifies (docs/int8_datapath.md). int16 is declared, not simulated.
+DATAPATHS = {
+    "float": {"input": FLOAT_TYPES, "weight": FLOAT_TYPES, "accumulator": ("fp32",), "output": FLOAT_TYPES},
+    "integer": {"input": INTEGER_TYPES, "weight": INTEGER_TYPES, "accumulator": ("int32",),
+                "output": INTEGER_TYPES},
+}
+DATAPATH_TEXT = ("float datapaths: fp32, bf16 or fp16 input, weight and output with an fp32 accumulator; "
+                 "integer datapath: int8 or uint8 input, weight and output with an int32 accumulator")
 # Off-chip memory families the technology tables price (hwspecs/tech/*.yaml, dram_pj_per_bit).
 DRAM_TYPES = ("ddr4", "lpddr5", "hbm2")
 # Technology tables live here as <name>.yaml; a spec names one or gives a path to a .yaml file.
@@ -66,12 +76,14 @@ class ArraySpec:
 
 @dataclass(frozen=True)
 class DatatypeSpec:
+    """One datapath (see DATAPATHS): fp32/bf16/fp16 with an fp32 accumulator, or 8-bit
+    integer codes with an int32 accumulator; `input` chooses which."""
     input: str = _f("fp32", "element type of the graph inputs in DRAM and of the input scratchpad",
                     choices=DATATYPES)
     weight: str = _f("fp32", "element type of the weights in DRAM and of the weight scratchpad",
                      choices=DATATYPES)
-    accumulator: str = _f("fp32", "element type of the accumulator (and of the GEMM biases in DRAM)",
-                          choices=DATATYPES)
+    accumulator: str = _f("fp32", "element type of the accumulator (and of the GEMM biases in DRAM): "
+                          "fp32 for float inputs, int32 for integer", choices=DATATYPES)
     output: str = _f("fp32", "element type of every stored layer output (activations in DRAM)",
                      choices=DATATYPES)
 
@@ -106,12 +118,17 @@ class SystolicSpec:
     memory: MemorySpec = field(default_factory=MemorySpec, metadata={"doc": "on-chip and DRAM memories"})
     vector: VectorSpec = field(default_factory=VectorSpec, metadata={"doc": "the vector unit"})
     workloads: tuple = _f(("zoo:resnet50",), "models the explorer evaluates: zoo:NAME, a .onnx path, or "
-                          "{model, batch, weight} (checked by dse.workloads)")
+                          "{model, batch, weight, quantize} (checked by dse.workloads)")
     sweep: dict = _f(None, "explorer grid: field path -> list of values (see dse)")
 
     @property
     def dram_bytes_per_cycle(self) -> float:
         return self.memory.dram_gbps / self.clock_ghz
+
+    @property
+    def integer_datapath(self) -> bool:
+        """True for the int8 datapath (8-bit codes in, int32 accumulate, requantised 8-bit out)."""
+        return self.datatypes.input in INTEGER_TYPES
 
 
 TARGET_SPECS = {"systolic": SystolicSpec}
@@ -173,13 +190,18 @@ def build(cls, data: Any, where: str, prefix: str = ""):
 
 
 def _check_implemented(spec: SystolicSpec, where: str) -> None:
-    for name, implemented in IMPLEMENTED_DATATYPES.items():
-        value = getattr(spec.datatypes, name)
-        if value not in implemented:
-            raise SpecError(
-                f"{where}: field 'datatypes.{name}' is {value!r}; this version simulates "
-                f"{', '.join(implemented)} there (float datapaths: fp32, bf16 or fp16 input, weight "
-                f"and output with an fp32 accumulator)")
+    """The datatypes must form one simulated datapath; `datatypes.input` chooses which."""
+    dt = spec.datatypes
+    datapath = DATAPATHS["integer" if dt.input in INTEGER_TYPES else "float"]
+    for name in ("input", "weight", "accumulator", "output"):
+        allowed = FLOAT_TYPES + INTEGER_TYPES if name == "input" else datapath[name]
+        value = getattr(dt, name)
+        if value in allowed:
+            continue
+        note = "" if value in FLOAT_TYPES + INTEGER_TYPES + ("int32",) else " (declared, not simulated)"
+        context = "" if name == "input" else f"with {dt.input} input "
+        raise SpecError(f"{where}: field 'datatypes.{name}' is {value!r}{note}; {context}this version "
+                        f"simulates {', '.join(allowed)} there ({DATAPATH_TEXT})")
 
 
 def from_dict(data: dict, where: str = "<spec>"):

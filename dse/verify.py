@@ -4,7 +4,8 @@ points and check their outputs against each workload's reference.
 The sweep itself is timing-only; this closes the loop on the points a user is
 about to act on. References: the onnx package's shipped output for the bundled
 light models (their backend-test input, batch 1); onnxruntime on seeded inputs
-for anything else when it is installed. The simulator's outputs always come from
+for anything else when it is installed. Quantised models (integer datapath) must
+equal onnxruntime's outputs bit for bit (docs/int8_datapath.md). The simulator's outputs always come from
 executing the Program (dse.run); the reference runtime only checks them.
 """
 from __future__ import annotations
@@ -17,7 +18,7 @@ from compiler.errors import SpecError
 from compiler.targets import lower
 from dse import zoo
 from dse.api import random_inputs
-from dse.workloads import graph_of
+from dse.workloads import graph_of, model_of
 from sim import simulate
 
 RTOL, ATOL = 1e-4, 1e-5  # fp32 summation-order noise allowance, as in tests/e2e
@@ -48,7 +49,7 @@ def shipped_reference(name: str):
 def reference(workload, program):
     """(inputs, expected outputs, where the reference comes from) for a workload."""
     name = workload.model[4:] if workload.model.startswith("zoo:") else None
-    if name in zoo.LIGHT and workload.batch == 1:
+    if name in zoo.LIGHT and workload.batch == 1 and not workload.quantize:
         inputs, outputs = shipped_reference(name)
         return inputs, outputs, "onnx package reference output"
     try:
@@ -56,7 +57,7 @@ def reference(workload, program):
     except ImportError:
         raise SpecError(f"--verify: no reference for {workload.label}; install onnxruntime "
                         "(pip install onnxruntime) to check it") from None
-    model = zoo.resolve(workload.model)
+    model = model_of(workload)
     proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
     inputs = random_inputs(program, seed=0)
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
@@ -73,19 +74,23 @@ def verify(spec, workload) -> dict:
               if t in UNIT_ROUNDOFF]
     layers = sum(layer.op in ("conv", "gemm") for layer in program.layers)
     bound = max(narrow) * np.sqrt(max(layers, 1)) if narrow else None
+    exact = spec.integer_datapath
     worst, ok = 0.0, True
     for name, want in expected.items():
         got = outputs[name]
         if got.shape != want.shape:
             ok, worst = False, float("inf")
             continue
-        worst = max(worst, float(np.max(np.abs(got - want))))
-        if bound is None:
+        worst = max(worst, float(np.max(np.abs(got.astype(np.float64) - want))))
+        if exact:
+            ok &= bool(np.array_equal(got, want))
+        elif bound is None:
             ok &= bool(np.allclose(got, want, rtol=RTOL, atol=ATOL))
         else:
             scale = float(np.linalg.norm(want)) or 1.0
             ok &= float(np.linalg.norm(got.astype(np.float64) - want)) / scale <= bound
-    criterion = f"rtol {RTOL:g}, atol {ATOL:g}" if bound is None else f"relative L2 <= {bound:.3g} (u sqrt(L))"
+    criterion = ("bit-identical" if exact else f"rtol {RTOL:g}, atol {ATOL:g}" if bound is None
+                 else f"relative L2 <= {bound:.3g} (u sqrt(L))")
     return {"workload": workload.label, "reference": source, "max_abs_error": worst, "ok": ok,
             "criterion": criterion}
 

@@ -1,15 +1,22 @@
 """Workloads of a sweep: which model, at what batch size, with what weight in the
-point's aggregate figures, and the compiled Graph of each (once per process).
+point's aggregate figures, optionally quantised to int8, and the compiled Graph of
+each (once per process).
 
 A spec's `workloads:` entries are `zoo:NAME` or a .onnx path, or a mapping
-{model: ..., batch: 1, weight: 1.0}. A workload's identity (part of every
-result's content hash) is the model's bytes for files and name + onnx version
-for the bundled zoo, plus the batch size.
+{model: ..., batch: 1, weight: 1.0, quantize: ...}. `quantize: qoperator` (or `qdq`, or
+{format: qdq|qoperator, per_channel: false}) evaluates an int8 copy of a float model:
+dse.quantize (onnxruntime static quantisation, uint8 activations x int8 weights, seeded
+calibration), cached on disk (cache_dir) so a sweep quantises once. A light zoo model gets
+seeded random weights first (zoo.with_random_weights; it times identically), since its
+constant fills would quantise to degenerate scales. A workload's identity (part of every
+result's content hash) is the model's bytes for files and name + onnx version for the
+bundled zoo, plus the batch size, and the quantisation options with onnxruntime's version.
 """
 from __future__ import annotations
 
 import functools
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +25,27 @@ import onnx
 from compiler.errors import CompileError, SpecError
 from compiler.pipeline import compile_graph
 from dse import zoo
+from dse.quantize import FORMATS as QUANT_FORMATS
+from dse.quantize import quantize as quantize_model
+
+# How a quantised workload's int8 model is made (part of its identity and cache key).
+CALIBRATION_SAMPLES, CALIBRATION_SEED, RANDOM_WEIGHTS_SEED = 16, 0, 0
+INSTALL_HINT = "pip install -e '.[quantize]'"
+
+
+@dataclass(frozen=True)
+class Quantization:
+    format: str = "qoperator"   # qoperator (QLinear* ops) or qdq (Quantize/DequantizeLinear pairs)
+    per_channel: bool = False   # per-output-channel weight scales, else per-tensor
+
+    @property
+    def label(self) -> str:
+        return f"int8 {self.format}" + (" per-channel" if self.per_channel else "")
+
+    @property
+    def recipe(self) -> str:
+        return (f"{self.label}|calibration {CALIBRATION_SAMPLES} normal samples seed {CALIBRATION_SEED}"
+                f"|light zoo weights seed {RANDOM_WEIGHTS_SEED}|onnxruntime {_onnxruntime_version(self)}")
 
 
 @dataclass(frozen=True)
@@ -25,20 +53,21 @@ class Workload:
     model: str          # zoo:NAME or a path
     batch: int = 1      # inferences per run; per-inference figures divide by it
     weight: float = 1.0  # share in the point's weighted-mean latency and energy
+    quantize: Quantization | None = None  # evaluate an int8 copy of the (float) model
 
     @property
     def label(self) -> str:
-        return self.model if self.batch == 1 else f"{self.model}@b{self.batch}"
+        name = f"{self.model}[{self.quantize.label}]" if self.quantize else self.model
+        return name if self.batch == 1 else f"{name}@b{self.batch}"
 
     @functools.cached_property
     def identity(self) -> str:
         if self.model.startswith("zoo:"):
             base = f"{self.model}|onnx {onnx.__version__}"
         else:
-            try:
-                base = hashlib.sha256(Path(self.model).read_bytes()).hexdigest()
-            except OSError as exc:
-                raise CompileError(f"{self.model}: cannot read model ({exc.strerror})") from None
+            base = hashlib.sha256(_read_bytes(self.model)).hexdigest()
+        if self.quantize:
+            base += f"|{self.quantize.recipe}"
         return f"{base}|batch {self.batch}"
 
 
@@ -51,16 +80,18 @@ def parse(entries, where: str = "workloads") -> tuple:
             out.append(Workload(entry))
             continue
         if not isinstance(entry, dict) or "model" not in entry:
-            raise SpecError(f"{at}: give zoo:NAME, a .onnx path, or {{model, batch, weight}}; got {entry!r}")
-        unknown = sorted(set(entry) - {"model", "batch", "weight"})
+            raise SpecError(f"{at}: give zoo:NAME, a .onnx path, or {{model, batch, weight, quantize}}; "
+                            f"got {entry!r}")
+        unknown = sorted(set(entry) - {"model", "batch", "weight", "quantize"})
         if unknown:
-            raise SpecError(f"{at}: unknown key '{unknown[0]}'; allowed: model, batch, weight")
+            raise SpecError(f"{at}: unknown key '{unknown[0]}'; allowed: model, batch, weight, quantize")
         batch, weight = entry.get("batch", 1), entry.get("weight", 1.0)
         if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
             raise SpecError(f"{at}.batch: must be an integer >= 1, got {batch!r}")
         if not isinstance(weight, (int, float)) or isinstance(weight, bool) or weight <= 0:
             raise SpecError(f"{at}.weight: must be a number > 0, got {weight!r}")
-        out.append(Workload(str(entry["model"]), batch, float(weight)))
+        quantize = _quantization(entry["quantize"], f"{at}.quantize") if "quantize" in entry else None
+        out.append(Workload(str(entry["model"]), batch, float(weight), quantize))
     if not out:
         raise SpecError(f"{where}: list at least one model to evaluate")
     labels = [w.label for w in out]
@@ -69,10 +100,35 @@ def parse(entries, where: str = "workloads") -> tuple:
     return tuple(out)
 
 
+def _quantization(value, at: str) -> Quantization:
+    allowed = ", ".join(QUANT_FORMATS)
+    if isinstance(value, str):
+        if value not in QUANT_FORMATS:
+            raise SpecError(f"{at}: got {value!r}; allowed: {allowed}, or {{format, per_channel}}")
+        return Quantization(value)
+    if not isinstance(value, dict):
+        raise SpecError(f"{at}: give {allowed}, or {{format, per_channel}}; got {value!r}")
+    unknown = sorted(set(value) - {"format", "per_channel"})
+    if unknown:
+        raise SpecError(f"{at}: unknown key '{unknown[0]}'; allowed: format, per_channel")
+    fmt, per_channel = value.get("format", "qoperator"), value.get("per_channel", False)
+    if fmt not in QUANT_FORMATS:
+        raise SpecError(f"{at}.format: got {fmt!r}; allowed: {allowed}")
+    if not isinstance(per_channel, bool):
+        raise SpecError(f"{at}.per_channel: must be true or false, got {per_channel!r}")
+    return Quantization(fmt, per_channel)
+
+
+def model_of(workload: Workload):
+    """What graph_of compiles: the model (a path or ModelProto), or for a quantised
+    workload the path of its cached int8 copy."""
+    return quantized_path(workload) if workload.quantize else zoo.resolve(workload.model)
+
+
 @functools.lru_cache(maxsize=16)
 def graph_of(workload: Workload):
     """The optimised Graph of a workload at its batch size (compiled once per process)."""
-    model = zoo.resolve(workload.model)
+    model = model_of(workload)
     shapes = None
     if workload.batch != 1:
         proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model), load_external_data=False)
@@ -84,3 +140,57 @@ def graph_of(workload: Workload):
             dims = [d.dim_value if d.dim_value > 0 else 1 for d in value.type.tensor_type.shape.dim]
             shapes[value.name] = (workload.batch, *dims[1:])
     return compile_graph(model, input_shapes=shapes)
+
+
+# ---- quantised workloads: the on-disk cache ------------------------------------------------
+
+def cache_dir() -> Path:
+    """Where quantised models are kept: $DSE_CACHE_DIR/quantized, else
+    $XDG_CACHE_HOME/dse/quantized, else ~/.cache/dse/quantized."""
+    root = os.environ.get("DSE_CACHE_DIR")
+    if root:
+        return Path(root) / "quantized"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "dse" / "quantized"
+
+
+def quantized_path(workload: Workload) -> Path:
+    """The cached int8 copy of a quantised workload's model, made on first use. The file is
+    keyed by a hash of the float model's bytes and the recipe (options, calibration, onnx and
+    onnxruntime versions), and written under a temporary name then renamed, so concurrent
+    sweeps never read half a file."""
+    q = workload.quantize
+    source = zoo.resolve(workload.model)
+    data = source.SerializeToString() if isinstance(source, onnx.ModelProto) else _read_bytes(source)
+    light = workload.model.startswith("zoo:") and workload.model[4:] in zoo.LIGHT
+    key = hashlib.sha256(data + f"|{q.recipe}|onnx {onnx.__version__}".encode()).hexdigest()[:24]
+    stem = workload.model[4:] if workload.model.startswith("zoo:") else Path(workload.model).stem
+    path = cache_dir() / f"{stem}.{q.format}.{'pc' if q.per_channel else 'pt'}.{key}.onnx"
+    if path.is_file():
+        return path
+    if light:
+        source = zoo.with_random_weights(onnx.load_from_string(data), seed=RANDOM_WEIGHTS_SEED)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        quantize_model(source, partial, format=q.format, per_channel=q.per_channel,
+                       calibration_samples=CALIBRATION_SAMPLES, seed=CALIBRATION_SEED)
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return path
+
+
+def _onnxruntime_version(quantization: Quantization) -> str:
+    try:
+        import onnxruntime  # optional: the `quantize` extra
+    except ImportError:
+        raise SpecError(f"workloads: quantize ({quantization.label}) needs onnxruntime: "
+                        f"{INSTALL_HINT}") from None
+    return onnxruntime.__version__
+
+
+def _read_bytes(model) -> bytes:
+    try:
+        return Path(model).read_bytes()
+    except OSError as exc:
+        raise CompileError(f"{model}: cannot read model ({exc.strerror})") from None

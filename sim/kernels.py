@@ -2,8 +2,9 @@
 
 `execute` walks the instruction table in order and dispatches on opcode. Every
 memory (the DRAM image, the scratchpads, the accumulator) is a byte buffer; a
-kernel reads and writes it through typed views, and Program addresses are bytes,
-converted to element indices with the element size of what they access.
+kernel reads and writes it through typed views (a memory is the tuple of its
+float32, uint16, uint8 and int32 views, made once per run), and Program addresses
+are bytes, converted to element indices with the element size of what they access.
 
 The defined datapath (DESIGN principle 4):
   * Element types: fp32, and bf16/fp16 stored as 16-bit patterns. Narrow values
@@ -23,6 +24,19 @@ The defined datapath (DESIGN principle 4):
   * Vector unit: reads its operands as fp32, computes exactly as the fp32
     datapath does, and rounds each result once to the destination type.
 sim/reference.py defines the same in NumPy.
+
+The integer datapath (docs/int8_datapath.md, onnxruntime's arithmetic; checked bit for
+bit against onnxruntime in tests/e2e/test_int8_models.py):
+  * 8-bit codes (uint8 or int8) move as bytes; an im2col load pads with the input's
+    zero point. The array multiplies (a - a_zp) * (w - w_zp), exact, into an int32
+    accumulator that wraps, starting from the int32 bias.
+  * store_tile requantises: F(F(acc) * scale[c]), clamped to [qmin - y_zp, qmax - y_zp],
+    rounded half to even, plus y_zp (or keeps the int32 accumulator, or the scaled
+    float, by the descriptor's `requant`).
+  * The vector unit runs QuantizeLinear/DequantizeLinear, QLinearAdd (two float32
+    FMAs), QLinearMul, QLinearAveragePool (float window sum) and the global pool's
+    integer sum, QLinearSoftmax, 256-entry lookup tables, and moves codes unchanged
+    through maxpool, transpose and concat.
 """
 from __future__ import annotations
 
@@ -36,8 +50,12 @@ from numba.extending import intrinsic
 # opcode ids, in compiler.program.OPCODES order (checked by tests/sim/test_kernels.py)
 LOAD_IM2COL, LOAD_WEIGHTS, LOAD_BIAS, MATMUL, STORE_TILE = 0, 1, 2, 3, 4
 VEC_RELU, VEC_BINARY, VEC_AFFINE, VEC_MAXPOOL, VEC_AVGPOOL, VEC_LRN, VEC_SOFTMAX, VEC_COPY = range(5, 13)
+VEC_QUANTIZE, VEC_DEQUANTIZE, VEC_LOOKUP = 13, 14, 15
 # element type codes, as compiler.program.DTYPE_CODE (checked by tests/sim/test_numerics.py)
-FP32, FP16, BF16 = 0, 1, 2
+FP32, FP16, BF16, INT8, UINT8, INT16, INT32 = 0, 1, 2, 3, 4, 5, 6
+# GEMM descriptor fields of the integer datapath (compiler.program.CONV_FIELDS) and REQUANT_ID
+REQUANT, X_ZP, W_ZP, Y_ZP, SCALE, X_CODE, W_CODE = 21, 22, 23, 24, 25, 26, 27
+REQ_FLOAT, REQ_CODES, REQ_INT32, REQ_SCALED = 0, 1, 2, 3
 
 
 @intrinsic
@@ -58,6 +76,20 @@ def _bits_f32(typingctx, x):
         bits = args[0] if x.bitwidth == 32 else builder.trunc(args[0], ir.IntType(32))
         return builder.bitcast(bits, ir.FloatType())
     return types.float32(x), codegen
+
+
+@intrinsic
+def _fma(typingctx, a, b, c):
+    """float32 fused multiply-add, one rounding (llvm.fma: the FMA instruction, or an exact
+    software fallback where the CPU has none)."""
+    if not (a == b == c == types.float32):
+        return None
+
+    def codegen(context, builder, sig, args):
+        f32 = ir.FloatType()
+        fn = builder.module.declare_intrinsic("llvm.fma", [f32], ir.FunctionType(f32, [f32, f32, f32]))
+        return builder.call(fn, args)
+    return types.float32(types.float32, types.float32, types.float32), codegen
 
 
 @njit(cache=True)
@@ -106,66 +138,154 @@ def f32_to_fp16(v):
     return np.uint16(sign | r)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _size(code):
-    return 4 if code == FP32 else 2
+    if code == FP32 or code == INT32:
+        return 4
+    return 1 if code == INT8 or code == UINT8 else 2
 
 
-# A memory is passed as two views of one byte buffer, (f, u): float32 and uint16, made once per
-# run; an element of type `code` at element index i is read and written through one of them.
 @njit(cache=True)
-def _ld(f, u, i, code):
-    """Element i of a memory (f, u) of `code` elements, as float32 (narrow floats widen exactly)."""
+def _qrange(code):
+    """(qmin, qmax) of an 8-bit code type."""
+    return (-128, 127) if code == INT8 else (0, 255)
+
+
+# The per-element accessors are inlined and unpack the memory tuple first: extracting a view
+# inside a branch costs a reference-count round trip per element (~15 ns; measured).
+@njit(cache=True, inline="always")
+def _ldi(m, i, code):
+    """Element i of an integer memory as int64 (8-bit codes with their signedness, int32)."""
+    _, _, b, s = m
+    if code == INT32:
+        return np.int64(s[i])
+    v = np.int64(b[i])
+    return v - 256 if code == INT8 and v >= 128 else v
+
+
+@njit(cache=True, inline="always")
+def _sti(m, i, code, v):
+    """Store integer v as element i: 8-bit codes keep its low byte (callers saturate first),
+    int32 wraps."""
+    _, _, b, s = m
+    if code == INT32:
+        s[i] = np.int32(((v + 2 ** 31) & 0xFFFFFFFF) - 2 ** 31)
+    else:
+        b[i] = np.uint8(v & 0xFF)
+
+
+@njit(cache=True, inline="always")
+def _ld(m, i, code):
+    """Element i of a memory m of `code` elements, as float32 (narrow floats and codes widen
+    exactly; int32 rounds to nearest even, as cvtdq2ps)."""
+    f, u, b, s = m
     if code == FP32:
         return f[i]
     if code == BF16:
         return bf16_to_f32(u[i])
-    return fp16_to_f32(u[i])
+    if code == FP16:
+        return fp16_to_f32(u[i])
+    if code == INT32:
+        return np.float32(s[i])
+    v = np.int64(b[i])
+    return np.float32(v - 256 if code == INT8 and v >= 128 else v)
 
 
-@njit(cache=True)
-def _st(f, u, i, code, v):
-    """Store value v (rounded to fp32 first if wider) as element i of type `code`."""
+@njit(cache=True, inline="always")
+def _st(m, i, code, v):
+    """Store value v (rounded to fp32 first if wider) as element i of type `code` (integer
+    types: v is an integer value, as when codes move)."""
+    f, u, b, s = m
     if code == FP32:
         f[i] = v
     elif code == BF16:
         u[i] = f32_to_bf16(np.float32(v))
-    else:
+    elif code == FP16:
         u[i] = f32_to_fp16(np.float32(v))
+    elif code == INT32:
+        s[i] = np.int32(v)
+    else:
+        b[i] = np.uint8(np.int64(v) & 0xFF)
 
 
-@njit(cache=True)
-def _move(sf, su, s, s_code, df, du, d, d_code, n):
-    """Copy n elements from element s of (sf, su) to element d of (df, du), converting types."""
-    if s_code == d_code and s_code == FP32:
-        df[d:d + n] = sf[s:s + n]
-    elif s_code == d_code:
-        du[d:d + n] = su[s:s + n]
+@njit(cache=True, inline="always")
+def _move(sm, s, s_code, dm, d, d_code, n):
+    """Copy n elements from element s of memory sm to element d of dm, converting types
+    (elements of one type, and 8-bit codes of either signedness, move as bits)."""
+    size = _size(s_code)
+    if s_code == d_code or (size == 1 and _size(d_code) == 1):
+        if size == 4:
+            dm[3][d:d + n] = sm[3][s:s + n]
+        elif size == 2:
+            dm[1][d:d + n] = sm[1][s:s + n]
+        else:
+            dm[2][d:d + n] = sm[2][s:s + n]
     else:
         for i in range(n):
-            _st(df, du, d + i, d_code, _ld(sf, su, s + i, s_code))
+            _st(dm, d + i, d_code, _ld(sm, s + i, s_code))
 
 
-@njit(cache=True)
-def _floats(f, u, byte, n, code):
+@njit(cache=True, inline="always")
+def _floats(m, byte, n, code):
     """n elements of type `code` from byte address `byte`, as float32 (a view when fp32)."""
     if code == FP32:
-        return f[byte // 4: byte // 4 + n]
+        return m[0][byte // 4: byte // 4 + n]
     out = np.empty(n, np.float32)
-    u16 = u[byte // 2: byte // 2 + n]
+    u16 = m[1][byte // 2: byte // 2 + n]
     for i in range(n):
         out[i] = bf16_to_f32(u16[i]) if code == BF16 else fp16_to_f32(u16[i])
     return out
 
 
+@njit(cache=True, inline="always")
+def _codes(m, byte, n, code, zero_point):
+    """n 8-bit codes from byte address `byte`, minus their zero point, as int32."""
+    out = np.empty(n, np.int32)
+    raw = m[2][byte: byte + n]
+    for i in range(n):
+        v = np.int32(raw[i])
+        out[i] = (v - 256 if code == INT8 and v >= 128 else v) - zero_point
+    return out
+
+
 @njit(cache=True)
-def load_im2col(sf, su, g, m0, tm, k0, tk, x_code, df, du, dst, a_code):
-    """Input scratchpad [tm,tk] at byte dst <- im2col rows m0.., columns k0.. of the conv input."""
+def _rne_i32(v):
+    """float32 -> int32 rounding half to even (cvtps2dq): NaN or |v| >= 2^31 gives INT32_MIN."""
+    if not (abs(v) < np.float32(2.0 ** 31)):
+        return np.int64(-2 ** 31)
+    return np.int64(np.rint(v))
+
+
+@njit(cache=True)
+def _saturate(q, code):
+    lo, hi = _qrange(code)
+    return min(max(q, lo), hi)
+
+
+@njit(cache=True)
+def _requantize(v, scale, y_zp, code):
+    """MlasRequantizeOutput: F(F(v) * scale), clamped in float to [qmin - y_zp, qmax - y_zp],
+    rounded half to even, plus y_zp."""
+    lo, hi = _qrange(code)
+    f = np.float32(v) * scale
+    f = max(f, np.float32(lo - y_zp))
+    f = min(f, np.float32(hi - y_zp))
+    return np.int64(np.rint(f)) + y_zp
+
+
+@njit(cache=True)
+def load_im2col(sm, g, m0, tm, k0, tk, x_code, dm, dst, a_code):
+    """Input scratchpad [tm,tk] at byte dst <- im2col rows m0.., columns k0.. of the conv input
+    (padding: 0, or the input zero point for 8-bit codes, which move as bytes)."""
     x, C, H, W = g[0] // _size(x_code), g[2], g[3], g[4]
     kh, kw, sh, sw, pt, pl, dh, dw, OH, OW, cin_off = g[5], g[6], g[7], g[8], g[9], g[10], g[11], g[12], g[13], g[14], g[16]
     kk, P = kh * kw, OH * OW
-    # the same type on both sides moves the bits (no conversion); 0 is all-zero bits in every type
-    same32, same16, zero32 = x_code == a_code == FP32, x_code == a_code != FP32, a_code == FP32
+    # the same type on both sides moves the bits (no conversion); 0 is all-zero bits in every float type
+    same32, same16, zero32 = x_code == a_code == FP32, x_code == a_code and _size(a_code) == 2, a_code == FP32
+    codes = _size(x_code) == 1
+    pad_code = np.uint8(g[X_ZP] & 0xFF)
+    sf, su, sb = sm[0], sm[1], sm[2]
+    df, du, db = dm[0], dm[1], dm[2]
     chan = np.empty(tk, np.int64)   # decode each column k -> (channel, row tap, col tap) once per tile
     tap_h = np.empty(tk, np.int64)
     tap_w = np.empty(tk, np.int64)
@@ -182,12 +302,16 @@ def load_im2col(sf, su, g, m0, tm, k0, tk, x_code, df, du, dst, a_code):
             ih, iw = ih0 + tap_h[kq], iw0 + tap_w[kq]
             if ih >= 0 and ih < H and iw >= 0 and iw < W:
                 src = x + ((n * C + chan[kq]) * H + ih) * W + iw
-                if same32:
+                if codes:
+                    db[row + kq] = sb[src]
+                elif same32:
                     df[row + kq] = sf[src]
                 elif same16:
                     du[row + kq] = su[src]
                 else:
-                    _st(df, du, row + kq, a_code, _ld(sf, su, src, x_code))
+                    _st(dm, row + kq, a_code, _ld(sm, src, x_code))
+            elif codes:
+                db[row + kq] = pad_code
             elif zero32:
                 df[row + kq] = 0.0
             else:
@@ -195,10 +319,10 @@ def load_im2col(sf, su, g, m0, tm, k0, tk, x_code, df, du, dst, a_code):
 
 
 @njit(cache=True)
-def matmul(af, au, a, a_code, wf, wu, w, w_code, acc_f, acc, tm, tk, tn):
+def matmul(am, a, a_code, wm, w, w_code, acc_f, acc, tm, tk, tn):
     """acc[tm,tn] (fp32 view acc_f, byte acc) += a[tm,tk] @ w[tk,tn] in the declared order."""
-    a_tile = _floats(af, au, a, tm * tk, a_code).reshape(tm, tk)
-    w_tile = _floats(wf, wu, w, tk * tn, w_code).reshape(tk, tn)
+    a_tile = _floats(am, a, tm * tk, a_code).reshape(tm, tk)
+    w_tile = _floats(wm, w, tk * tn, w_code).reshape(tk, tn)
     acc_tile = acc_f[acc // 4:acc // 4 + tm * tn].reshape(tm, tn)
     row = np.empty(tn, np.float32)  # a private row lets LLVM vectorise over j (no aliasing)
     for i in range(tm):
@@ -211,25 +335,71 @@ def matmul(af, au, a, a_code, wf, wu, w, w_code, acc_f, acc, tm, tk, tn):
 
 
 @njit(cache=True)
-def store_tile(f, u, g, acc_f, acc, m0, tm, n0, tn, out_code):
+def matmul_int(am, a, wm, w, acc_i, acc, tm, tk, tn, g):
+    """acc[tm,tn] (int32 view acc_i, byte acc) += (a - a_zp)[tm,tk] @ (w - w_zp)[tk,tn]: exact
+    products, int32 accumulation that wraps (order-independent)."""
+    a_tile = _codes(am, a, tm * tk, g[X_CODE], g[X_ZP]).reshape(tm, tk)
+    w_tile = _codes(wm, w, tk * tn, g[W_CODE], g[W_ZP]).reshape(tk, tn)
+    acc_tile = acc_i[acc // 4:acc // 4 + tm * tn].reshape(tm, tn)
+    row = np.empty(tn, np.int32)
+    for i in range(tm):
+        row[:] = acc_tile[i]
+        for k in range(tk):
+            aik = a_tile[i, k]
+            for j in range(tn):
+                row[j] += aik * w_tile[k, j]
+        acc_tile[i] = row
+
+
+@njit(cache=True)
+def store_tile(m, g, acc_f, acc, m0, tm, n0, tn, out_code):
     """Accumulator tile (fp32, byte acc) -> the conv output in DRAM, activation applied, rounded once."""
     OH, OW, out, cout, cout_off, act = g[13], g[14], g[17] // _size(out_code), g[18], g[19], g[20]
     P = OH * OW
     acc //= 4
     for mm in range(tm):
-        m = m0 + mm
-        n, r = m // P, m % P
+        mi = m0 + mm
+        n, r = mi // P, mi % P
         for j in range(tn):
             v = acc_f[acc + mm * tn + j]
             if act == 1 and v < 0.0:
                 v = np.float32(0.0)
-            _st(f, u, out + (n * cout + cout_off + n0 + j) * P + r, out_code, v)
+            _st(m, out + (n * cout + cout_off + n0 + j) * P + r, out_code, v)
 
 
 @njit(cache=True)
-def binary(f, u, g, a_code, b_code, d_code):
+def store_tile_int(m, g, acc_i, acc, m0, tm, n0, tn, out_code):
+    """int32 accumulator tile (byte acc) -> the layer output in DRAM, as the descriptor's `requant`
+    says: requantised codes (a fused ReLU clamps them at the zero point), the int32 accumulator,
+    or F(F(acc) * scale[c])."""
+    OH, OW, out, cout, cout_off, act = g[13], g[14], g[17] // _size(out_code), g[18], g[19], g[20]
+    requant, y_zp, scale = g[REQUANT], g[Y_ZP], g[SCALE] // 4
+    f = m[0]
+    P = OH * OW
+    acc //= 4
+    for mm in range(tm):
+        mi = m0 + mm
+        n, r = mi // P, mi % P
+        for j in range(tn):
+            c = cout_off + n0 + j
+            dst = out + (n * cout + c) * P + r
+            v = acc_i[acc + mm * tn + j]
+            if requant == REQ_INT32:
+                m[3][dst] = v
+            elif requant == REQ_SCALED:
+                f[dst] = np.float32(v) * f[scale + c]
+            else:
+                q = _requantize(v, f[scale + c], y_zp, out_code)
+                if act == 1 and q < y_zp:
+                    q = y_zp
+                _sti(m, dst, out_code, q)
+
+
+@njit(cache=True)
+def binary(m, g, a_code, b_code, d_code):
     a, b, dst, op = g[0] // _size(a_code), g[1] // _size(b_code), g[2] // _size(d_code), g[3]
     s0, s1, s2, s3, s4, s5 = g[5], g[6], g[7], g[8], g[9], g[10]
+    f, f32 = m[0], a_code == b_code == d_code == FP32
     o = dst
     for i0 in range(s0):
         for i1 in range(s1):
@@ -238,21 +408,52 @@ def binary(f, u, g, a_code, b_code, d_code):
                     for i4 in range(s4):
                         ia = a + i0 * g[11] + i1 * g[12] + i2 * g[13] + i3 * g[14] + i4 * g[15]
                         ib = b + i0 * g[17] + i1 * g[18] + i2 * g[19] + i3 * g[20] + i4 * g[21]
+                        if f32 and op == 0:   # the common case, without per-element type dispatch
+                            for i5 in range(s5):
+                                f[o + i5] = f[ia + i5 * g[16]] + f[ib + i5 * g[22]]
+                            o += s5
+                            continue
                         for i5 in range(s5):
-                            x, y = _ld(f, u, ia + i5 * g[16], a_code), _ld(f, u, ib + i5 * g[22], b_code)
+                            x, y = _ld(m, ia + i5 * g[16], a_code), _ld(m, ib + i5 * g[22], b_code)
                             if op == 0:
-                                _st(f, u, o, d_code, x + y)
+                                _st(m, o, d_code, x + y)
                             elif op == 1:
-                                _st(f, u, o, d_code, x - y)
+                                _st(m, o, d_code, x - y)
                             elif op == 2:
-                                _st(f, u, o, d_code, x * y)
+                                _st(m, o, d_code, x * y)
                             else:
-                                _st(f, u, o, d_code, x / y)
+                                _st(m, o, d_code, x / y)
                             o += 1
 
 
 @njit(cache=True)
-def copy(f, u, g, s_code, d_code):
+def qbinary(m, g, fl, code):
+    """QLinearAdd (X = a: two FMAs and the contracted constant, as MLAS's AVX2 kernel) or QLinearMul
+    (exact integer product, float32 scale, zero point added before rounding), saturated, on 8-bit
+    codes of one type (ints [23:26] zero points of a, b and the output)."""
+    a, b, o, op = g[0], g[1], g[2], g[3]       # 8-bit codes: byte addresses are element indices
+    za, zb, zc = g[23], g[24], g[25]
+    rx, ry, ratio = np.float32(fl[0]), np.float32(fl[1]), np.float32(fl[0])
+    fixed = np.float32(zc) - _fma(rx, np.float32(za), ry * np.float32(zb))
+    for i0 in range(g[5]):
+        for i1 in range(g[6]):
+            for i2 in range(g[7]):
+                for i3 in range(g[8]):
+                    for i4 in range(g[9]):
+                        ia = a + i0 * g[11] + i1 * g[12] + i2 * g[13] + i3 * g[14] + i4 * g[15]
+                        ib = b + i0 * g[17] + i1 * g[18] + i2 * g[19] + i3 * g[20] + i4 * g[21]
+                        for i5 in range(g[10]):
+                            x, y = _ldi(m, ia + i5 * g[16], code), _ldi(m, ib + i5 * g[22], code)
+                            if op == 0:
+                                v = _fma(np.float32(x), rx, _fma(np.float32(y), ry, fixed))
+                            else:
+                                v = np.float32(np.float32((x - za) * (y - zb)) * ratio) + np.float32(zc)
+                            _sti(m, o, code, _saturate(_rne_i32(v), code))
+                            o += 1
+
+
+@njit(cache=True)
+def copy(m, g, s_code, d_code):
     src, dst = g[0] // _size(s_code), g[1] // _size(d_code)
     for i0 in range(g[2]):
         for i1 in range(g[3]):
@@ -262,11 +463,11 @@ def copy(f, u, g, s_code, d_code):
                         s = src + i0 * g[8] + i1 * g[9] + i2 * g[10] + i3 * g[11] + i4 * g[12]
                         d = dst + i0 * g[14] + i1 * g[15] + i2 * g[16] + i3 * g[17] + i4 * g[18]
                         for i5 in range(g[7]):
-                            _st(f, u, d + i5 * g[19], d_code, _ld(f, u, s + i5 * g[13], s_code))
+                            _st(m, d + i5 * g[19], d_code, _ld(m, s + i5 * g[13], s_code))
 
 
 @njit(cache=True)
-def pool(f, u, g, is_max, s_code, d_code):
+def pool(m, g, is_max, s_code, d_code):
     src, dst, planes, H, W, OH, OW = g[0] // _size(s_code), g[1] // _size(d_code), g[2], g[3], g[4], g[5], g[6]
     kh, kw, sh, sw, pt, pl, cip, pb, pr = g[7], g[8], g[9], g[10], g[11], g[12], g[13], g[14], g[15]
     for p in range(planes):
@@ -280,7 +481,7 @@ def pool(f, u, g, is_max, s_code, d_code):
                 for i in range(h0, h0 + kh):
                     for j in range(w0, w0 + kw):
                         if i >= 0 and i < H and j >= 0 and j < W:
-                            v = _ld(f, u, base + i * W + j, s_code)
+                            v = _ld(m, base + i * W + j, s_code)
                             count += 1
                             if is_max:
                                 acc = max(acc, v)
@@ -290,23 +491,57 @@ def pool(f, u, g, is_max, s_code, d_code):
                     if cip == 1:  # window clipped to the padded input, as ONNX Runtime does
                         count = (min(h0 + kh, H + pb) - h0) * (min(w0 + kw, W + pr) - w0)
                     acc = acc / count
-                _st(f, u, dst + (p * OH + oh) * OW + ow, d_code, acc)
+                _st(m, dst + (p * OH + oh) * OW + ow, d_code, acc)
 
 
 @njit(cache=True)
-def affine(f, u, g, s_code, scale_code, shift_code, d_code):
+def qavgpool(m, g, fl, code):
+    """Average pooling on 8-bit codes: QLinearAveragePool (dequantised float32 window sum in
+    row-major order, / count (the kernel size with count_include_pad, else the taps inside), then
+    zero point added before rounding) or, over a whole plane without pads, QLinearGlobalAveragePool
+    (integer sum - x_zp * count, requantised with x_scale / (y_scale * count))."""
+    src, dst, planes, H, W, OH, OW = g[0], g[1], g[2], g[3], g[4], g[5], g[6]   # byte = element
+    kh, kw, sh, sw, pt, pl, cip = g[7], g[8], g[9], g[10], g[11], g[12], g[13]
+    zx, zy, is_global = g[16], g[17], g[18]
+    xs, ys, global_scale = np.float32(fl[0]), np.float32(fl[1]), np.float32(fl[2])
+    for p in range(planes):
+        base = src + p * H * W
+        for oh in range(OH):
+            h0 = oh * sh - pt
+            for ow in range(OW):
+                w0 = ow * sw - pl
+                total = np.float32(0.0)
+                isum = np.int64(0)
+                count = 0
+                for i in range(max(h0, 0), min(h0 + kh, H)):
+                    for j in range(max(w0, 0), min(w0 + kw, W)):
+                        q = _ldi(m, base + i * W + j, code)
+                        isum += q
+                        total += np.float32(q - zx) * xs
+                        count += 1
+                d = dst + (p * OH + oh) * OW + ow
+                if is_global:
+                    acc = np.int32(((isum - zx * count + 2 ** 31) & 0xFFFFFFFF) - 2 ** 31)
+                    _sti(m, d, code, _requantize(acc, global_scale, zy, code))
+                else:
+                    avg = total / np.float32(kh * kw if cip == 1 else count)
+                    _sti(m, d, code, _saturate(_rne_i32(np.float32(avg / ys) + np.float32(zy)), code))
+
+
+@njit(cache=True)
+def affine(m, g, s_code, scale_code, shift_code, d_code):
     src, scale, shift = g[0] // _size(s_code), g[1] // _size(scale_code), g[2] // _size(shift_code)
     dst, N, C, HW = g[3] // _size(d_code), g[4], g[5], g[6]
     for n in range(N):
         for c in range(C):
-            s, t = _ld(f, u, scale + c, scale_code), _ld(f, u, shift + c, shift_code)
+            s, t = _ld(m, scale + c, scale_code), _ld(m, shift + c, shift_code)
             base = (n * C + c) * HW
             for i in range(HW):
-                _st(f, u, dst + base + i, d_code, _ld(f, u, src + base + i, s_code) * s + t)
+                _st(m, dst + base + i, d_code, _ld(m, src + base + i, s_code) * s + t)
 
 
 @njit(cache=True)
-def lrn(f, u, g, fl, s_code, d_code):
+def lrn(m, g, fl, s_code, d_code):
     src, dst, N, C, HW, size = g[0] // _size(s_code), g[1] // _size(d_code), g[2], g[3], g[4], g[5]
     alpha, beta, bias = fl[0], fl[1], fl[2]
     lo, hi = (size - 1) // 2, size - 1 - (size - 1) // 2
@@ -315,14 +550,14 @@ def lrn(f, u, g, fl, s_code, d_code):
             for i in range(HW):
                 sq = np.float32(0.0)
                 for cc in range(max(0, c - lo), min(C, c + hi + 1)):
-                    v = _ld(f, u, src + (n * C + cc) * HW + i, s_code)
+                    v = _ld(m, src + (n * C + cc) * HW + i, s_code)
                     sq += v * v
-                x = _ld(f, u, src + (n * C + c) * HW + i, s_code)
-                _st(f, u, dst + (n * C + c) * HW + i, d_code, x / (bias + alpha / size * sq) ** beta)
+                x = _ld(m, src + (n * C + c) * HW + i, s_code)
+                _st(m, dst + (n * C + c) * HW + i, d_code, x / (bias + alpha / size * sq) ** beta)
 
 
 @njit(cache=True)
-def softmax(f, u, g, s_code, d_code):
+def softmax(m, g, s_code, d_code):
     """exp(x - max) / sum, each exp rounded to fp32; the quotient is rounded once to the
     destination type (no intermediate is stored)."""
     src, dst, outer, L, inner = g[0] // _size(s_code), g[1] // _size(d_code), g[2], g[3], g[4]
@@ -331,64 +566,132 @@ def softmax(f, u, g, s_code, d_code):
             base = o * L * inner + i
             mx = -np.inf
             for l in range(L):
-                mx = max(mx, _ld(f, u, src + base + l * inner, s_code))
+                mx = max(mx, _ld(m, src + base + l * inner, s_code))
             total = np.float32(0.0)
             for l in range(L):
-                total += np.float32(math.exp(_ld(f, u, src + base + l * inner, s_code) - mx))
+                total += np.float32(math.exp(_ld(m, src + base + l * inner, s_code) - mx))
             for l in range(L):
-                e = np.float32(math.exp(_ld(f, u, src + base + l * inner, s_code) - mx))
-                _st(f, u, dst + base + l * inner, d_code, e / total)
+                e = np.float32(math.exp(_ld(m, src + base + l * inner, s_code) - mx))
+                _st(m, dst + base + l * inner, d_code, e / total)
+
+
+@njit(cache=True)
+def qsoftmax(m, g, fl, code):
+    """QLinearSoftmax on 8-bit codes: e from the fp32 table at x - max + 255 (int8: + 127,
+    wrapped), a sequential float32 sum, rne(double(e) * floor(F(1 / y_scale)) / sum) + y_zp,
+    saturated (the quotient in double, as onnxruntime)."""
+    src, dst, outer, L, inner = g[0], g[1], g[2], g[3], g[4]   # byte = element
+    table, y_zp, c = g[5] // 4, g[6], np.float64(fl[0])
+    f = m[0]
+    for o in range(outer):
+        for i in range(inner):
+            base = o * L * inner + i
+            top = np.int64(-256)
+            for l in range(L):
+                top = max(top, _ldi(m, src + base + l * inner, code))
+            total = np.float32(0.0)
+            for l in range(L):
+                q = _ldi(m, src + base + l * inner, code)
+                total += f[table + ((q - top + 127) & 0xFF if code == INT8 else q - top + 255)]
+            for l in range(L):
+                q = _ldi(m, src + base + l * inner, code)
+                e = f[table + ((q - top + 127) & 0xFF if code == INT8 else q - top + 255)]
+                r = np.rint(np.float64(e) * c / np.float64(total))
+                _sti(m, dst + base + l * inner, code, _saturate(np.int64(min(r, 2.0 ** 40)) + y_zp, code))
+
+
+@njit(cache=True)
+def quantize(m, g, is_quantize, s_code, d_code):
+    """QuantizeLinear (rne(clamp(F(x / scale), qmin - zp, qmax - zp)) + zp; NaN -> qmin) or
+    DequantizeLinear (F(float(q - zp) * scale)), per tensor or along an axis."""
+    src, dst, outer, C, inner = g[0] // _size(s_code), g[1] // _size(d_code), g[2], g[3], g[4]
+    scale, zp = g[5] // 4, g[6] // 4
+    for o in range(outer):
+        for c in range(C):
+            s, z = m[0][scale + c], np.int64(m[3][zp + c])
+            base = (o * C + c) * inner
+            for i in range(inner):
+                if is_quantize:
+                    lo, hi = _qrange(d_code)
+                    v = _ld(m, src + base + i, s_code) / s
+                    v = v if v > np.float32(lo - z) else np.float32(lo - z)   # maxps: NaN gives the bound
+                    v = v if v < np.float32(hi - z) else np.float32(hi - z)
+                    _sti(m, dst + base + i, d_code, np.int64(np.rint(v)) + z)
+                else:
+                    _st(m, dst + base + i, d_code, np.float32(_ldi(m, src + base + i, s_code) - z) * s)
 
 
 @njit(cache=True)
 def execute(opcode, operands, desc_int, desc_float, dram, spad_in, spad_w, acc, in_code, w_code):
     """Run every instruction in program order (dependencies are satisfied by construction).
     Memories arrive as byte buffers (lengths multiples of 4); in_code, w_code: the scratchpads'
-    element types (the accumulator holds fp32)."""
-    f, u = dram.view(np.float32), dram.view(np.uint16)
-    af, au, wf, wu = spad_in.view(np.float32), spad_in.view(np.uint16), spad_w.view(np.float32), spad_w.view(np.uint16)
-    acc_f, acc_u = acc.view(np.float32), acc.view(np.uint16)
+    element types on float layers (an integer layer's descriptor names its codes)."""
+    m = (dram.view(np.float32), dram.view(np.uint16), dram, dram.view(np.int32))
+    am = (spad_in.view(np.float32), spad_in.view(np.uint16), spad_in, spad_in.view(np.int32))
+    wm = (spad_w.view(np.float32), spad_w.view(np.uint16), spad_w, spad_w.view(np.int32))
+    acc_m = (acc.view(np.float32), acc.view(np.uint16), acc, acc.view(np.int32))
     for i in range(len(opcode)):
         op, a = opcode[i], operands[i]
         if op == LOAD_IM2COL:
-            load_im2col(f, u, desc_int[a[0]], a[1], a[2], a[3], a[4], a[6], af, au, a[5], in_code)
+            load_im2col(m, desc_int[a[0]], a[1], a[2], a[3], a[4], a[6], am, a[5], in_code)
         elif op == LOAD_WEIGHTS:
             src, tk, tn, stride, dst, s_code = a[0], a[1], a[2], a[3], a[4], a[5]
             s, d = src // _size(s_code), dst // _size(w_code)
             for k in range(tk):
-                if s_code == w_code == FP32:    # the common case, without a call per row
-                    wf[d + k * tn: d + (k + 1) * tn] = f[s + k * stride: s + k * stride + tn]
-                else:
-                    _move(f, u, s + k * stride, s_code, wf, wu, d + k * tn, w_code, tn)
+                _move(m, s + k * stride, s_code, wm, d + k * tn, w_code, tn)
         elif op == LOAD_BIAS:
-            src, tm, tn, dst, s_code = a[0], a[1], a[2], a[3] // 4, a[4]
+            src, tm, tn, s_code = a[0], a[1], a[2], a[4]
+            dst = a[3] // 4                     # the accumulator holds 4-byte elements (fp32 or int32)
+            acc_code = INT32 if s_code == INT32 else FP32
             if src < 0:
-                acc_f[dst:dst + tm * tn] = 0.0
+                acc_m[3][dst:dst + tm * tn] = 0
             else:
-                for m in range(tm):
-                    _move(f, u, src // _size(s_code), s_code, acc_f, acc_u, dst + m * tn, FP32, tn)
+                for mm in range(tm):
+                    _move(m, src // _size(s_code), s_code, acc_m, dst + mm * tn, acc_code, tn)
         elif op == MATMUL:
-            matmul(af, au, a[0], in_code, wf, wu, a[1], w_code, acc_f, a[2], a[3], a[4], a[5])
+            g = desc_int[a[6]]
+            if g[REQUANT] == REQ_FLOAT:
+                matmul(am, a[0], in_code, wm, a[1], w_code, acc_m[0], a[2], a[3], a[4], a[5])
+            else:
+                matmul_int(am, a[0], wm, a[1], acc_m[3], a[2], a[3], a[4], a[5], g)
         elif op == STORE_TILE:
-            store_tile(f, u, desc_int[a[0]], acc_f, a[1], a[2], a[3], a[4], a[5], a[6])
-        else:
             g = desc_int[a[0]]
+            if g[REQUANT] == REQ_FLOAT:
+                store_tile(m, g, acc_m[0], a[1], a[2], a[3], a[4], a[5], a[6])
+            else:
+                store_tile_int(m, g, acc_m[3], a[1], a[2], a[3], a[4], a[5], a[6])
+        else:
+            g, fl = desc_int[a[0]], desc_float[a[0]]
+            quantised = _size(a[1]) == 1 and op != VEC_COPY and op != VEC_MAXPOOL   # on 8-bit codes
             if op == VEC_RELU:
                 s, d = g[0] // _size(a[1]), g[1] // _size(a[2])
                 for j in range(g[2]):
-                    _st(f, u, d + j, a[2], max(_ld(f, u, s + j, a[1]), np.float32(0.0)))
+                    _st(m, d + j, a[2], max(_ld(m, s + j, a[1]), np.float32(0.0)))
             elif op == VEC_BINARY:
-                binary(f, u, g, a[1], a[2], a[3])
+                if quantised:
+                    qbinary(m, g, fl, a[1])
+                else:
+                    binary(m, g, a[1], a[2], a[3])
             elif op == VEC_AFFINE:
-                affine(f, u, g, a[1], a[2], a[3], a[4])
+                affine(m, g, a[1], a[2], a[3], a[4])
+            elif op == VEC_AVGPOOL and quantised:
+                qavgpool(m, g, fl, a[1])
             elif op == VEC_MAXPOOL or op == VEC_AVGPOOL:
-                pool(f, u, g, op == VEC_MAXPOOL, a[1], a[2])
+                pool(m, g, op == VEC_MAXPOOL, a[1], a[2])
             elif op == VEC_LRN:
-                lrn(f, u, g, desc_float[a[0]], a[1], a[2])
+                lrn(m, g, fl, a[1], a[2])
+            elif op == VEC_SOFTMAX and quantised:
+                qsoftmax(m, g, fl, a[1])
             elif op == VEC_SOFTMAX:
-                softmax(f, u, g, a[1], a[2])
+                softmax(m, g, a[1], a[2])
             elif op == VEC_COPY:
-                copy(f, u, g, a[1], a[2])
+                copy(m, g, a[1], a[2])
+            elif op == VEC_QUANTIZE or op == VEC_DEQUANTIZE:
+                quantize(m, g, op == VEC_QUANTIZE, a[1], a[2])
+            elif op == VEC_LOOKUP:
+                src, dst, table = g[0], g[1], g[3]     # 8-bit codes: byte addresses are indices
+                for j in range(g[2]):
+                    m[2][dst + j] = m[2][table + np.int64(m[2][src + j])]
 
 
 @njit(cache=True)

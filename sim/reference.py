@@ -8,7 +8,8 @@ every read, GEMMs accumulate in fp32 one k at a time (bias first, no FMA), and e
 result is rounded once to its destination's type. Tests require the Numba kernels to
 equal it bit for bit on the GEMM path, data movement, pooling, elementwise ops and
 softmax (both take exp in float64 from the C library), for every element type, and
-within float rounding on LRN (a float64 power). Not used by `simulate`.
+within float rounding on LRN (a float64 power). Float datapaths only (the integer
+datapath's reference is onnxruntime itself). Not used by `simulate`.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from compiler.numerics import STORAGE, decode, encode
 from compiler.program import CONV, DATATYPES, ELEMENT_BYTES, OPCODE_NAMES, OPCODES, Program
+from sim.errors import SimError
 from sim.run import check_datapath, onchip_memories, place_inputs, read_outputs
 
 
@@ -148,6 +150,9 @@ def _pool(x, g, is_max):
 def execute(program: Program, inputs: dict) -> dict:
     """Outputs of `program` on `inputs`, computed instruction by instruction in NumPy."""
     check_datapath(program)
+    if program.onchip_dtype("accumulator") != "fp32":
+        raise SimError("the NumPy reference executor defines the float datapaths; the integer datapath is "
+                       "checked against onnxruntime and tests/ir_reference.py (tests/e2e/test_int8_models.py)")
     raw = program.dram_image()
     place_inputs(program, inputs, raw)
     dram = Memory(raw)

@@ -4,7 +4,8 @@ from DRAM and collect Stats.
 
 Memories are byte buffers (the DRAM image, and one per on-chip memory); inputs are
 encoded in their region's element type when placed (fp32 -> bf16/fp16 rounds to
-nearest even, compiler/numerics.py) and outputs are widened exactly to float32.
+nearest even, compiler/numerics.py) and float outputs are widened exactly to float32
+(integer outputs, the codes of a quantised model, come back as stored).
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from compiler.numerics import FLOAT_TYPES, decode, encode
+from compiler.numerics import FLOAT_TYPES, INT_TYPES, STORAGE, decode, encode
 from compiler.program import DTYPE_CODE, DTYPE_OPERANDS, ENGINES, Program
 from sim import kernels
 from sim.errors import SimError
@@ -24,7 +25,7 @@ TIMING = {"systolic": systolic_timing.instruction_cycles}
 
 @dataclass
 class SimResult:
-    outputs: dict        # graph output name -> np.ndarray (float32; empty in timing mode)
+    outputs: dict        # graph output name -> np.ndarray (float32, or the codes of an integer output; empty in timing mode)
     stats: Stats
 
 
@@ -43,12 +44,13 @@ def place_inputs(program: Program, inputs: dict, dram: np.ndarray) -> None:
         dram[region.offset: region.offset + raw.size] = raw
 
 
-def read_outputs(program: Program, dram: np.ndarray) -> dict:
-    """Each graph output's DRAM region (byte buffer `dram`) as a float32 array of its shape."""
+def read_outputs(program: Program, dram: np.ndarray, names=None) -> dict:
+    """Each graph output's (or each named region's) DRAM region (byte buffer `dram`) as an array of
+    its shape: float32 for float types, the stored integers for integer types."""
     outputs = {}
-    for name in program.outputs:
+    for name in program.outputs if names is None else names:
         r = program.regions[name]
-        stored = dram[r.offset: r.offset + r.nbytes].view(np.float32 if r.dtype == "fp32" else np.uint16)
+        stored = dram[r.offset: r.offset + r.nbytes].view(STORAGE[r.dtype])
         outputs[name] = decode(stored, r.dtype).reshape(r.shape).copy()
     return outputs
 
@@ -59,26 +61,31 @@ def onchip_memories(program: Program) -> dict:
 
 
 def check_datapath(program: Program) -> None:
-    """The element types the kernels implement: float types (in regions, on-chip memories
-    and every *_dtype operand), an fp32 accumulator."""
+    """The element types the kernels implement: float types and 8-bit codes and int32 (in
+    regions, on-chip memories and every *_dtype operand); an fp32 accumulator for float inputs,
+    int32 for 8-bit ones."""
+    implemented = FLOAT_TYPES + INT_TYPES
     types = {"region " + r.name: r.dtype for r in program.regions.values()}
     types.update({m: program.onchip_dtype(m) for m in program.onchip})
-    bad = [(where, t) for where, t in types.items() if t not in FLOAT_TYPES]
+    bad = [(where, t) for where, t in types.items() if t not in implemented]
     ins = program.instructions
     codes = ins.operands[DTYPE_OPERANDS[ins.opcode]]
-    wrong = codes[~np.isin(codes, [DTYPE_CODE[t] for t in FLOAT_TYPES])]
+    wrong = codes[~np.isin(codes, [DTYPE_CODE[t] for t in implemented])]
     if len(wrong):
         bad.append(("a *_dtype operand", f"code {int(wrong[0])}"))
-    if program.onchip_dtype("accumulator") != "fp32":
+    accumulator = "int32" if program.onchip_dtype("input_scratchpad") in INT_TYPES else "fp32"
+    if program.onchip_dtype("accumulator") != accumulator:
         bad.append(("accumulator", program.onchip_dtype("accumulator")))
     if bad:
-        raise SimError(f"{bad[0][0]} holds {bad[0][1]}; the simulator executes float datapaths only "
-                       f"({', '.join(FLOAT_TYPES)} with an fp32 accumulator)")
+        raise SimError(f"{bad[0][0]} holds {bad[0][1]}; the simulator executes {', '.join(FLOAT_TYPES)} "
+                       f"with an fp32 accumulator, and uint8/int8 codes with an int32 accumulator")
 
 
 def simulate(program: Program, inputs: dict | None = None, timing_only: bool = False,
-             ideal_memory: bool = False) -> SimResult:
-    """Execute `program`; `inputs` maps graph input names to arrays (required unless timing_only)."""
+             ideal_memory: bool = False, all_tensors: bool = False) -> SimResult:
+    """Execute `program`; `inputs` maps graph input names to arrays (required unless timing_only).
+    With all_tensors, `outputs` holds every tensor the Program keeps in DRAM (inputs, every
+    intermediate, outputs; compile-time data under `name::...` too), for inspection."""
     outputs = {}
     if not timing_only:
         if inputs is None:
@@ -92,7 +99,7 @@ def simulate(program: Program, inputs: dict | None = None, timing_only: bool = F
                         onchip["input_scratchpad"], onchip["weight_scratchpad"], onchip["accumulator"],
                         DTYPE_CODE[program.onchip_dtype("input_scratchpad")],
                         DTYPE_CODE[program.onchip_dtype("weight_scratchpad")])
-        outputs = read_outputs(program, dram)
+        outputs = read_outputs(program, dram, list(program.regions) if all_tensors else None)
     cycles = TIMING[program.target](program, ideal_memory)
     ins = program.instructions
     start, finish = kernels.schedule(ins.engine, cycles, ins.dep_ptr, ins.dep_idx, len(ENGINES))

@@ -3,10 +3,11 @@ offset (bump allocation, 64-byte aligned, no reuse so any intermediate can be
 inspected) and an element type, and places constant data in the initial DRAM
 image. Views (reshape, identity) alias their input's region instead of copying.
 
-Element types come from the target's `dtypes`: graph inputs are `input`, node
-outputs `activation`, constants `weight` unless the caller names another type
-(a GEMM bias lives in the accumulator type). A constant needed in two types is
-placed once per type.
+Element types: a tensor the IR types as an integer (uint8/int8 codes of a quantised
+tensor, int32 biases) is stored as that type. Float tensors take the target's
+`dtypes`: graph inputs are `input`, node outputs `activation`, constants `weight`
+unless the caller names another type (a GEMM bias lives in the accumulator type).
+A constant needed in two types is placed once per type.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ class MemoryPlan:
         self.size = 0
         outputs = set(graph.outputs)
         for name in graph.inputs:
-            self._place(name, graph.tensors[name].shape, "input", dtypes["input"])
+            self._place(name, graph.tensors[name].shape, "input", self._dtype(name, "input"))
         for node in graph.nodes:
             for out in node.outputs:
                 kind = "output" if out in outputs else "activation"
@@ -37,7 +38,12 @@ class MemoryPlan:
                     src = self.regions[node.inputs[0]]
                     self.regions[out] = Region(out, src.offset, graph.tensors[out].shape, kind, src.dtype)
                 else:
-                    self._place(out, graph.tensors[out].shape, kind, dtypes["activation"])
+                    self._place(out, graph.tensors[out].shape, kind, self._dtype(out, "activation"))
+
+    def _dtype(self, name: str, role: str) -> str:
+        """Element type of tensor `name`: its IR type when an integer, else the target's for `role`."""
+        ir_type = self.graph.tensors[name].dtype if name in self.graph.tensors else "fp32"
+        return self.dtypes[role] if ir_type == "fp32" else ir_type
 
     def _place(self, name: str, shape, kind: str, dtype: str) -> Region:
         region = Region(name, self.size, tuple(int(d) for d in shape), kind, dtype)
@@ -47,8 +53,8 @@ class MemoryPlan:
 
     def constant(self, name: str, data: np.ndarray, dtype: str | None = None) -> Region:
         """Place constant data (already in the layout the target wants) in DRAM, in `dtype`
-        (default: the weight type)."""
-        dtype = dtype or self.dtypes["weight"]
+        (default: its IR type when an integer, else the weight type)."""
+        dtype = dtype or self._dtype(name, "weight")
         placed = self.regions.get(name)
         if placed is not None and placed.dtype != dtype:
             name = f"{name}::{dtype}"
@@ -61,7 +67,7 @@ class MemoryPlan:
 
     def region(self, name: str, dtype: str | None = None) -> Region:
         """The region of a tensor; graph constants are placed on first use (in `dtype`,
-        default the weight type)."""
+        default as `constant`)."""
         if name in self.graph.constants:
             return self.constant(name, self.graph.constants[name], dtype)
         return self.regions[name]

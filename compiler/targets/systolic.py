@@ -15,12 +15,24 @@ Element types follow the spec's `datatypes`: graph inputs in DRAM and the input
 scratchpad hold `input`, weights (in DRAM, converted at compile time, and in the
 weight scratchpad) `weight`, the accumulator and the GEMM biases `accumulator`,
 and every stored layer output (activations and graph outputs) `output`.
+
+A spec with an integer datapath (8-bit `input` and `weight`, int32 `accumulator`)
+runs quantised graphs (docs/int8_datapath.md): tensors keep the IR's types (uint8
+or int8 codes, int32 biases; the fp32 tensors around quantize/dequantize stay
+fp32 on the vector unit). A quantised conv/gemm is an integer GEMM: codes in the
+scratchpads (the array subtracts the zero points, so uint8 and int8 codes both
+run), int32 accumulation from the int32 bias, and store_tile requantises with the
+per-output-channel scale F(F(F(alpha * x_scale) * w_scale[c]) / y_scale) the
+host computes here, as onnxruntime's QLinearConv/QLinearMatMul/QGemm do.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from compiler.errors import CompileError
 from compiler.ir import Graph, Node, node_macs
-from compiler.program import ACTIVATION_ID, CONV_FIELDS, ELEMENT_BYTES, Layer, Program, ProgramBuilder
+from compiler.program import (ACTIVATION_ID, CONV_FIELDS, DTYPE_CODE, ELEMENT_BYTES, REQUANT_ID, Layer, Program,
+                              ProgramBuilder)
 from compiler.spec import SystolicSpec
 from compiler.targets import vector
 from compiler.targets.memory_plan import VIEW_OPS, MemoryPlan
@@ -38,15 +50,38 @@ def budget_of(spec: SystolicSpec) -> Budget:
                   acc_elem_bytes=ELEMENT_BYTES[dt.accumulator])
 
 
-def lower(graph: Graph, spec: SystolicSpec) -> Program:
+INT8 = ("uint8", "int8")
+
+
+def _check_datapath(graph: Graph, spec: SystolicSpec) -> bool:
+    """Whether the graph is quantised; a CompileError when the spec's matrix engine cannot run it."""
     quantised = next((n for n in graph.nodes
-                      if any(graph.tensors[t].quant is not None for t in (*n.inputs, *n.outputs))), None)
-    if quantised is not None:  # the IR holds them exactly; the integer datapath is not built yet
-        raise CompileError(f"node '{quantised.name}' ({quantised.op}): this model is quantised (int8/uint8 "
-                           "tensors); the front end loads it, but the simulator has no integer datapath "
-                           "yet (see docs/int8_datapath.md). Simulate the float model, or use a bf16/fp16 spec")
+                      if any(graph.tensors[t].dtype != "fp32" for t in (*n.inputs, *n.outputs))), None)
+    integer = spec.integer_datapath
+    if quantised is not None and not integer:
+        raise CompileError(
+            f"node '{quantised.name}' ({quantised.op}): this model is quantised (integer tensors), and "
+            f"spec '{spec.name}' has a {spec.datatypes.input} datapath; run it on an integer datapath "
+            "(datatypes input/weight int8 or uint8, accumulator int32: hwspecs/systolic_int8.yaml)")
+    if integer:
+        float_layer = next((n for n in graph.nodes if n.op in ("conv", "gemm")
+                            and graph.tensors[n.inputs[0]].dtype not in INT8), None)
+        if float_layer is not None:
+            raise CompileError(
+                f"node '{float_layer.name}' ({float_layer.op}): spec '{spec.name}' has an integer "
+                f"({spec.datatypes.input} x {spec.datatypes.weight}) datapath and this layer is float; "
+                "quantise the model first (dse quantize MODEL --out MODEL.int8.onnx, or a workload "
+                "with `quantize:`), or use a float spec such as hwspecs/systolic.yaml")
+    return quantised is not None
+
+
+def lower(graph: Graph, spec: SystolicSpec) -> Program:
+    quantised = _check_datapath(graph, spec)
     dt = spec.datatypes
-    plan = MemoryPlan(graph, {"input": dt.input, "activation": dt.output, "weight": dt.weight})
+    # float tensors of a quantised graph (before quantize, after dequantize) are the vector unit's fp32
+    floats = ({"input": "fp32", "activation": "fp32", "weight": "fp32"} if quantised else
+              {"input": dt.input, "activation": dt.output, "weight": dt.weight})
+    plan = MemoryPlan(graph, floats)
     builder = ProgramBuilder()
     budget = budget_of(spec)
     ready: dict = {}            # tensor name -> index of the last instruction writing it
@@ -98,17 +133,45 @@ def _gemm_geometry(graph: Graph, node: Node):
     return fields, groups, nb * oh * ow, cin_g * kh * kw, ng, wmat, bias
 
 
+def _integer_fields(graph: Graph, node: Node, plan: MemoryPlan) -> tuple:
+    """(descriptor fields, requantisation scale type) of a quantised conv/gemm (docs/int8_datapath.md
+    section 2): zero points, the code types, and the per-output-channel fp32 scales placed in DRAM."""
+    tx, tw, ty = (graph.tensors[name] for name in (node.inputs[0], node.inputs[1], node.outputs[0]))
+    w_zp = set(tw.quant.zero_point)
+    if len(w_zp) != 1:
+        raise CompileError(f"node '{node.name}' ({node.op}): weight zero points differ between output channels "
+                           f"({sorted(w_zp)[:4]}...); the array subtracts one weight zero point per layer")
+    cout = graph.tensors[node.inputs[1]].shape[0 if node.op == "conv" else 1]
+    fields = dict(x_zp=tx.quant.zero_point[0], w_zp=w_zp.pop(), x_code=DTYPE_CODE[tx.dtype],
+                  w_code=DTYPE_CODE[tw.dtype])
+    if ty.dtype == "int32":
+        return dict(fields, requant=REQUANT_ID["int32"]), ""
+    f32 = np.float32
+    scale = (f32(node.attrs.get("alpha", 1.0)) * f32(tx.quant.scale[0])) * np.broadcast_to(
+        tw.quant.scale_array(), (cout,))                     # float32 products, onnxruntime's order
+    if ty.dtype == "fp32":
+        requant = REQUANT_ID["scaled"]
+    else:
+        scale, requant = scale / f32(ty.quant.scale[0]), REQUANT_ID["codes"]
+        fields["y_zp"] = ty.quant.zero_point[0]
+    region = plan.constant(f"{node.name}::requant_scale", scale.astype(f32), "fp32")
+    return dict(fields, requant=requant, scale=region.offset), "fp32"
+
+
 def _lower_gemm_layer(graph, node, plan, builder, budget, dt, ready, index) -> str:
     fields, groups, m, k, ng, wmat, bias = _gemm_geometry(graph, node)
     geom = (fields["kh"] * fields["kw"], fields["oh"], fields["ow"], fields["sh"],
             (fields["kh"] - 1) * fields["dh"] + 1, fields["h"], fields["w"])
+    integer, scale_type = ({}, "") if graph.tensors[node.inputs[0]].dtype == "fp32" else \
+        _integer_fields(graph, node, plan)
     types = operand_types(plan.region(node.inputs[0]).dtype, dt.input, dt.weight, dt.accumulator,
-                          plan.region(node.outputs[0]).dtype)
+                          plan.region(node.outputs[0]).dtype, scale_type)
     tiling = choose_tiling(budget, m, k, ng, node.name, geom, ELEMENT_BYTES[types.x], ELEMENT_BYTES[types.output])
-    w_region = plan.constant(node.inputs[1] + "::gemm_weights", wmat)
+    w_type = graph.tensors[node.inputs[1]].dtype
+    w_region = plan.constant(node.inputs[1] + "::gemm_weights", wmat, None if w_type == "fp32" else w_type)
     b_addr = plan.addr(node.inputs[2], dt.accumulator) if bias is not None else -1
-    fields = dict(fields, x=plan.addr(node.inputs[0]), out=plan.addr(node.outputs[0]),
-                  activation=ACTIVATION_ID[node.attrs.get("activation", "none")])
+    fields = dict({f: 0 for f in CONV_FIELDS}, **fields, **integer, x=plan.addr(node.inputs[0]),
+                  out=plan.addr(node.outputs[0]), activation=ACTIVATION_ID[node.attrs.get("activation", "none")])
     # one descriptor per group, consecutive: group g reads input channels g*cin_g.. and writes filters g*ng..
     descs = [builder.descriptor([dict(fields, cin_off=g * fields["cin_g"], cout_off=g * ng)[f] for f in CONV_FIELDS])
              for g in range(groups)]

@@ -5,7 +5,9 @@ DRAM addresses; out: an `Instructions` block (rows numbered from `base`, the
 index its first row will have in the Program) with each row's operands, bytes,
 work and dependencies. Per output tile: bias preload into an accumulator slot,
 then per K tile an im2col load of A and a load of W (each skipped when the same
-tile is still resident from the previous load) and a matmul, then a store.
+tile is still resident from the previous load) and a matmul, then a store. An
+integer layer's per-channel requantisation scales come with its bias (load_bias
+counts their bytes).
 Buffers hold `tiling.buffers` slots used round robin, and a load into a slot
 waits for the last matmul that read the slot's previous tile (the store, for an
 accumulator slot). Byte counts use each operand's element size, and DMA rows name
@@ -43,20 +45,22 @@ class OperandTypes:
     bias: str = "fp32"         # the bias in DRAM (loaded into the accumulator)
     accumulator: str = "fp32"  # the accumulator
     output: str = "fp32"       # the layer's output in DRAM (stores convert to it)
+    scale: str = ""            # per-output-channel requantisation scales, fetched with the bias ("": none)
 
     @functools.cached_property
     def arrays(self) -> tuple:
-        """(element bytes of x, input, weight, bias, accumulator, output; DTYPE_CODE of the DRAM
-        operands x, weight, bias, output, as the DMA rows name them): the loop nest's arguments."""
+        """(element bytes of x, input, weight, bias, accumulator, output, scale (0: none); DTYPE_CODE
+        of the DRAM operands x, weight, bias, output, as the DMA rows name them): the loop nest's
+        arguments."""
         names = (self.x, self.input, self.weight, self.bias, self.accumulator, self.output)
-        return (np.array([ELEMENT_BYTES[t] for t in names], np.int64),
+        return (np.array([ELEMENT_BYTES[t] for t in names] + [ELEMENT_BYTES.get(self.scale, 0)], np.int64),
                 np.array([DTYPE_CODE[t] for t in (self.x, self.weight, self.bias, self.output)], np.int64))
 
 
 @functools.lru_cache(maxsize=256)   # lowering asks per layer; a sweep has few type combinations
-def operand_types(x: str, input: str, weight: str, accumulator: str, output: str) -> OperandTypes:
+def operand_types(x: str, input: str, weight: str, accumulator: str, output: str, scale: str = "") -> OperandTypes:
     """The (shared, immutable) OperandTypes of a GEMM layer; its bias lives in the accumulator type."""
-    return OperandTypes(x, input, weight, accumulator, accumulator, output)
+    return OperandTypes(x, input, weight, accumulator, accumulator, output, scale)
 
 
 FP32 = OperandTypes()
@@ -127,7 +131,7 @@ def _loop_nest(base, layer, m, k, n, groups, tm, tk, tn, nbuf, m_outer, desc0, w
                n_operands):
     """The columns of emit_gemm's Instructions, in field order. sizes, codes: OperandTypes.arrays."""
     kk, oh, ow, sh, span_h, h, w = geom
-    x_b, in_b, w_b, bias_b, acc_b, out_b = sizes[0], sizes[1], sizes[2], sizes[3], sizes[4], sizes[5]
+    x_b, in_b, w_b, bias_b, acc_b, out_b, scale_b = sizes[0], sizes[1], sizes[2], sizes[3], sizes[4], sizes[5], sizes[6]
     x_code, w_code, bias_code, out_code = codes[0], codes[1], codes[2], codes[3]
     nm, nk, nn = -(-m // tm), -(-k // tk), -(-n // tn)
     cap = groups * nm * nn * (2 + 3 * nk)     # every load emitted; reuse only makes it shorter
@@ -151,7 +155,7 @@ def _loop_nest(base, layer, m, k, n, groups, tm, tk, tn, nbuf, m_outer, desc0, w
             acc = acc_slot * acc_slot_bytes
             src = bias + n0 * bias_b if bias >= 0 else -1
             _put(rows, i, BIAS, src, tm_, tn_, acc, bias_code, 0, 0, acc_user[acc_slot], -1, -1,
-                 tn_ * bias_b if src >= 0 else 0, tm_ * tn_ * acc_b, 0)
+                 (tn_ * bias_b if src >= 0 else 0) + tn_ * scale_b, tm_ * tn_ * acc_b, 0)
             prev = base + i
             i += 1
             for k0 in range(0, k, tk):
@@ -170,7 +174,7 @@ def _loop_nest(base, layer, m, k, n, groups, tm, tk, tn, nbuf, m_outer, desc0, w
                          w_code, 0, w_user[w_slot], -1, -1, w_bytes, w_bytes, 0)
                     w_n0, w_k0, w_row = n0, k0, base + i
                     i += 1
-                _put(rows, i, MATMUL, a_slot * a_slot_bytes, w_slot * w_slot_bytes, acc, tm_, tk_, tn_, 0,
+                _put(rows, i, MATMUL, a_slot * a_slot_bytes, w_slot * w_slot_bytes, acc, tm_, tk_, tn_, desc,
                      a_row, w_row, prev, 0, tm_ * tk_ * in_b + tk_ * tn_ * w_b + 2 * tm_ * tn_ * acc_b,
                      tm_ * tk_ * tn_)
                 prev = base + i

@@ -14,12 +14,23 @@ Descriptor int fields per opcode:
   vec_lrn      src dst n c hw size            floats: alpha beta bias
   vec_softmax  src dst outer axis_len inner
   vec_copy     src dst shape[6] src_strides[6] dst_strides[6]
+  vec_quantize, vec_dequantize  src dst outer c inner scale zero_point   (fp32[c], int32[c] in DRAM)
+  vec_lookup   src dst n table                (table: 256 entries of dst's type, indexed by code bits)
+
+On 8-bit codes (quantised tensors; docs/int8_datapath.md section 3) the kernels take
+onnxruntime's arithmetic from the operand types, with these extra fields:
+  vec_binary   ints [23:26] zero points of X, Y and the output; floats add: rX rY; mul: ratio
+               (add: X is the span operand onnxruntime's kernel sees, so a and b may be swapped)
+  vec_avgpool  ints [16:19] x_zp y_zp global; floats x_scale y_scale global_scale
+  vec_softmax  ints [5:7] table y_zp; floats floor(F(1 / y_scale))
+maxpool, transpose, concat and copies move codes unchanged.
 """
 from __future__ import annotations
 
 import numpy as np
 
 from compiler.errors import CompileError
+from compiler.ir import is_global_pool
 from compiler.program import BINARY_OPS, DTYPE_CODE, ELEMENT_BYTES, MAX_RANK
 
 
@@ -56,12 +67,17 @@ def lower(graph, node, plan, builder, ready, layer: int) -> None:
     codes = [DTYPE_CODE[r.dtype] for r in regions + [dst_region]]
     traffic = sum(r.nbytes for r in regions) + dst_region.nbytes
 
-    def emit(opcode, ints, work, floats=(), dram=traffic):
+    def emit(opcode, ints, work, floats=(), dram=traffic, types=codes):
         desc = builder.descriptor(ints, floats)
-        ready[out] = builder.emit(opcode, layer, (desc, *codes), deps=deps, dram_bytes=dram, work=work,
+        ready[out] = builder.emit(opcode, layer, (desc, *types), deps=deps, dram_bytes=dram, work=work,
                                   onchip_bytes=dram)
 
     op = node.op
+    if any(graph.tensors[name].dtype != "fp32" for name in (*node.inputs, out)) and op in QUANT_LOWERING:
+        ints, floats, work = QUANT_LOWERING[op](graph, node, plan, srcs, dst, where)
+        data = codes[:2] if op in BINARY_OPS else codes[:1]      # the data operands (not tables)
+        emit(QUANT_OPCODE.get(op, "vec_" + op), ints, work, floats, types=(*data, codes[-1]))
+        return
     if op == "relu":
         emit("vec_relu", [srcs[0], dst, size(out)], size(out))
     elif op in BINARY_OPS:
@@ -122,3 +138,95 @@ def _lower_concat(graph, node, regions, dst, builder, ready, layer, deps, where)
                             dram_bytes=moved, work=n, onchip_bytes=moved)
         offset += in_shape[axis]
     ready[dst.name] = last
+
+
+# ---- ops on quantised tensors (docs/int8_datapath.md section 3) ---------------------------------
+# Each returns (descriptor ints, descriptor floats, element-ops); the host-side constants are float32
+# arithmetic in onnxruntime's order.
+F32 = np.float32
+
+
+def _axis_geometry(shape, quant) -> tuple:
+    """(outer, c, inner) of a tensor split along its quantisation axis (per tensor: c = 1)."""
+    if quant.axis is None:
+        return 1, 1, int(np.prod(shape))
+    axis = quant.axis % len(shape)
+    return int(np.prod(shape[:axis])), int(shape[axis]), int(np.prod(shape[axis + 1:]))
+
+
+def _quantize(graph, node, plan, srcs, dst, where):
+    """quantize: the output's parameters; dequantize: the input's."""
+    t = graph.tensors[node.outputs[0] if node.op == "quantize" else node.inputs[0]]
+    outer, c, inner = _axis_geometry(t.shape, t.quant)
+    scale = plan.constant(f"{node.name}::scale", np.broadcast_to(t.quant.scale_array(), (c,)).copy(), "fp32")
+    zp = plan.constant(f"{node.name}::zero_point", np.broadcast_to(t.quant.zero_point_array(), (c,)).copy(), "int32")
+    return [srcs[0], dst, outer, c, inner, scale.offset, zp.offset], (), 2 * t.size
+
+
+def _lookup(graph, node, plan, srcs, dst, where):
+    return [srcs[0], dst, graph.tensors[node.outputs[0]].size, srcs[1]], (), graph.tensors[node.outputs[0]].size
+
+
+def _span_scalar(shape_a, shape_b) -> bool:
+    """Whether onnxruntime hands `a` to its QLinearAdd kernel as a per-span scalar (then it swaps
+    the operands): a has one element, or is broadcast along the innermost output axis longer than 1."""
+    if int(np.prod(shape_a)) == 1:
+        return True
+    if int(np.prod(shape_b)) == 1:
+        return False
+    out = np.broadcast_shapes(tuple(shape_a), tuple(shape_b))
+    axis = max(i for i, n in enumerate(out) if n > 1)
+    return ((1,) * (len(out) - len(shape_a)) + tuple(shape_a))[axis] == 1
+
+
+def _binary(graph, node, plan, srcs, dst, where):
+    names = list(node.inputs)
+    ta, tb, ty = (graph.tensors[name] for name in (*names, node.outputs[0]))
+    if not (ta.dtype == tb.dtype == ty.dtype and ta.quant.per_tensor and tb.quant.per_tensor):
+        raise CompileError(f"{where}: quantised {node.op} needs both inputs and the output in one 8-bit type "
+                           "with per-tensor parameters")
+    a, b = (srcs[0], ta, names[0]), (srcs[1], tb, names[1])
+    if node.op == "add" and _span_scalar(ta.shape, tb.shape):
+        a, b = b, a
+    (sa, qa, na), (sb, qb, nb) = a, b
+    out_shape = ty.shape
+    dims, a_str = _pad6(out_shape, _broadcast_strides(qa.shape, out_shape), where)
+    _, b_str = _pad6(out_shape, _broadcast_strides(qb.shape, out_shape), where)
+    zps = [qa.quant.zero_point[0], qb.quant.zero_point[0], ty.quant.zero_point[0]]
+    ys = F32(ty.quant.scale[0])
+    if node.op == "add":   # r = F(s / y_scale) per input
+        floats = (F32(qa.quant.scale[0]) / ys, F32(qb.quant.scale[0]) / ys)
+    else:
+        floats = ((F32(qa.quant.scale[0]) * F32(qb.quant.scale[0])) / ys,)
+    ints = [sa, sb, dst, BINARY_OPS[node.op], len(out_shape)] + dims + a_str + b_str + zps
+    return ints, [float(v) for v in floats], 2 * ty.size
+
+
+def _avgpool(graph, node, plan, srcs, dst, where):
+    tx, ty = graph.tensors[node.inputs[0]], graph.tensors[node.outputs[0]]
+    n, c, h, w = tx.shape
+    oh, ow = ty.shape[2:]
+    a = node.attrs
+    (kh, kw), (sh, sw), (pt, pl, pb, pr) = a["kernel"], a["strides"], a["pads"]
+    xs, ys = F32(tx.quant.scale[0]), F32(ty.quant.scale[0])
+    is_global = int(is_global_pool(graph, node))
+    global_scale = xs / (ys * F32(kh * kw))
+    if is_global and not (F32(2.0 ** -32) <= global_scale < F32(256) and kh * kw < 2 ** 24):
+        raise CompileError(f"{where}: global average pool scale {global_scale:g} (x_scale / (y_scale x "
+                           f"{kh * kw} pixels)) is outside [2^-32, 256), which onnxruntime refuses too")
+    ints = [srcs[0], dst, n * c, h, w, oh, ow, kh, kw, sh, sw, pt, pl, int(a.get("count_include_pad", 0)), pb, pr,
+            tx.quant.zero_point[0], ty.quant.zero_point[0], is_global]
+    return ints, [float(xs), float(ys), float(global_scale)], ty.size * kh * kw
+
+
+def _softmax(graph, node, plan, srcs, dst, where):
+    s, ty = graph.tensors[node.outputs[0]].shape, graph.tensors[node.outputs[0]]
+    axis = node.attrs["axis"] % len(s)
+    outer, inner = int(np.prod(s[:axis])), int(np.prod(s[axis + 1:]))
+    c = np.floor(F32(1.0) / F32(ty.quant.scale[0]))
+    return [srcs[0], dst, outer, s[axis], inner, srcs[1], ty.quant.zero_point[0]], [float(c)], 4 * ty.size
+
+
+QUANT_LOWERING = {"quantize": _quantize, "dequantize": _quantize, "lookup": _lookup, "add": _binary,
+                  "mul": _binary, "avgpool": _avgpool, "softmax": _softmax}
+QUANT_OPCODE = {"add": "vec_binary", "mul": "vec_binary"}

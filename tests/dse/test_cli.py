@@ -14,6 +14,7 @@ from dse.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = str(ROOT / "hwspecs" / "systolic.yaml")
+INT8_SPEC = str(ROOT / "hwspecs" / "systolic_int8.yaml")
 
 
 def run_cli(capsys, *argv):
@@ -188,8 +189,25 @@ def test_verify_checks_front_points_functionally_and_fails_loudly(capsys, tmp_pa
     assert code == 1 and "verify FAIL" in err
 
 
-def test_running_a_quantised_model_is_one_clear_error_until_the_int8_datapath_exists(capsys):
+def test_quantised_model_runs_bit_exact_on_the_int8_spec(capsys, tmp_path):
+    """The issue's `dse run model.int8.onnx --hw ... --inputs in.npz --out runs/q`: outputs equal
+    onnxruntime's bit for bit."""
+    from tests.quant_models import ort_outputs, quant_model_path
+    path = quant_model_path("mlp", "qoperator", False, "uint8", "int8", 0)
+    x = np.random.default_rng(3).standard_normal((1, 784)).astype(np.float32)
+    np.savez(tmp_path / "in.npz", x=x)
+    code, out, _ = run_cli(capsys, "run", path, "--hw", INT8_SPEC, "--inputs", tmp_path / "in.npz",
+                           "--out", tmp_path / "q")
+    assert code == 0 and "cycles" in out
+    got = dict(np.load(tmp_path / "q" / "outputs.npz"))
+    want = ort_outputs(path, {"x": x})
+    assert got.keys() == want.keys() and all(np.array_equal(got[k], want[k]) for k in want)
+
+
+def test_quantised_model_on_a_float_spec_and_float_model_on_the_int8_spec_are_clear_errors(capsys):
     from tests.quant_models import quant_model_path
     path = quant_model_path("mlp", "qoperator", False, "uint8", "int8", 0)
     line = _error_line(capsys, "run", path, "--hw", SPEC, "--timing-only")
-    assert "quantised" in line and "no integer datapath" in line and "int8_datapath.md" in line
+    assert "quantised" in line and "integer datapath" in line and "systolic_int8.yaml" in line
+    line = _error_line(capsys, "run", "zoo:mlp", "--hw", INT8_SPEC, "--timing-only")
+    assert "fc0" in line and "dse quantize" in line and "float" in line

@@ -1,10 +1,21 @@
-"""Workloads with batch sizes and weights, and how a point's figures aggregate them."""
+"""Workloads with batch sizes, weights and int8 quantisation, and how a point's figures
+aggregate them."""
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
 import pytest
+from onnx import numpy_helper
 
 import dse
 from compiler.errors import SpecError
+from compiler.spec import load
+from dse import workloads, zoo
 from dse.evaluate import point_metrics
-from dse.workloads import Workload, graph_of, parse
+from dse.workloads import Quantization, Workload, graph_of, parse
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_entries_parse_with_defaults_and_batch_reaches_the_graph():
@@ -18,7 +29,7 @@ def test_entries_parse_with_defaults_and_batch_reaches_the_graph():
 
 @pytest.mark.parametrize("entries, expected", [
     ([], "at least one model"),
-    ([{"batch": 2}], "{model, batch, weight}"),
+    ([{"batch": 2}], "{model, batch, weight, quantize}"),
     ([{"model": "zoo:mlp", "batches": 2}], "unknown key 'batches'"),
     ([{"model": "zoo:mlp", "batch": 0}], "workloads[0].batch"),
     ([{"model": "zoo:mlp", "weight": -1}], "workloads[0].weight"),
@@ -51,3 +62,96 @@ def test_a_spec_with_batched_weighted_workloads_sweeps(tmp_path):
     result = dse.sweep(tmp_path / "s.yaml", out=tmp_path / "r", workers=1)
     assert sorted(result.evaluations["workload"].unique()) == ["zoo:mlp", "zoo:small_cnn@b2"]
     assert len(result.points) == 2 and result.points["feasible"].all()
+
+
+# ---- quantised workloads -------------------------------------------------------------------
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """An empty quantised-model cache, and a count of the models quantised into it."""
+    monkeypatch.setenv("DSE_CACHE_DIR", str(tmp_path / "cache"))
+    made = []
+
+    def counting(*args, **kwargs):
+        made.append(args[1])
+        return real(*args, **kwargs)
+    real = workloads.quantize_model
+    monkeypatch.setattr(workloads, "quantize_model", counting)
+    return made
+
+
+def test_quantize_entries_parse_with_defaults_and_labels():
+    a, b, c = parse([{"model": "zoo:mlp", "quantize": "qoperator"},
+                     {"model": "zoo:mlp", "quantize": {"format": "qdq", "per_channel": True}, "batch": 2},
+                     {"model": "zoo:mlp", "quantize": {}, "batch": 3}])
+    assert a.quantize == c.quantize == Quantization("qoperator", per_channel=False)
+    assert (a.label, b.label) == ("zoo:mlp[int8 qoperator]", "zoo:mlp[int8 qdq per-channel]@b2")
+    assert Workload("zoo:mlp").label == "zoo:mlp" and Workload("zoo:mlp").quantize is None
+
+
+def test_int8_spec_loads_and_its_workloads_parse():
+    spec = load(ROOT / "hwspecs" / "systolic_int8.yaml")
+    assert spec.integer_datapath
+    found = parse(spec.workloads)
+    assert [w.label for w in found] == ["zoo:resnet50[int8 qoperator]", "zoo:squeezenet[int8 qoperator]"]
+    assert all(w.quantize == Quantization("qoperator", per_channel=False) for w in found)
+
+
+@pytest.mark.parametrize("quantize, expected", [
+    ("int4", "workloads[0].quantize: got 'int4'; allowed: qdq, qoperator"),
+    ({"format": "qlinear"}, "workloads[0].quantize.format: got 'qlinear'; allowed: qdq, qoperator"),
+    ({"per_channel": "yes"}, "workloads[0].quantize.per_channel: must be true or false"),
+    ({"formats": "qdq"}, "workloads[0].quantize: unknown key 'formats'; allowed: format, per_channel"),
+    (True, "workloads[0].quantize: give qdq, qoperator, or {format, per_channel}"),
+])
+def test_bad_quantize_options_name_the_path(quantize, expected):
+    with pytest.raises(SpecError) as info:
+        parse([{"model": "zoo:mlp", "quantize": quantize}])
+    assert expected in str(info.value)
+
+
+def test_identity_and_label_carry_the_quantisation():
+    import onnxruntime
+
+    plain, qop, qdq, per_channel = (Workload("zoo:mlp"), Workload("zoo:mlp", quantize=Quantization()),
+                                    Workload("zoo:mlp", quantize=Quantization("qdq")),
+                                    Workload("zoo:mlp", quantize=Quantization(per_channel=True)))
+    identities = {w.identity for w in (plain, qop, qdq, per_channel)}
+    assert len(identities) == 4 and f"onnxruntime {onnxruntime.__version__}" in qop.identity
+    assert "onnxruntime" not in plain.identity
+    assert len({plain.label, qop.label, qdq.label, per_channel.label}) == 4
+    parse(["zoo:mlp", {"model": "zoo:mlp", "quantize": "qdq"}])     # float and int8 are not duplicates
+
+
+def test_quantised_workload_is_made_once_and_cached_on_disk(cache, tmp_path):
+    workload = Workload("zoo:mlp", quantize=Quantization())
+    path = workloads.quantized_path(workload)
+    assert path.parent == tmp_path / "cache" / "quantized" and path.is_file() and len(cache) == 1
+    assert not [p for p in path.parent.iterdir() if p.name.startswith(".")]   # no partial files left
+    mtime = path.stat().st_mtime_ns
+    assert workloads.quantized_path(Workload("zoo:mlp", quantize=Quantization())) == path
+    assert len(cache) == 1 and path.stat().st_mtime_ns == mtime
+    other = workloads.quantized_path(Workload("zoo:mlp", quantize=Quantization(per_channel=True)))
+    assert other != path and len(cache) == 2
+    ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+    assert "QLinearMatMul" in ops or "QGemm" in ops
+
+
+def test_light_zoo_model_is_quantised_with_seeded_random_weights(cache):
+    workload = Workload("zoo:squeezenet", quantize=Quantization())
+    path = workloads.quantized_path(workload)
+    float_model = onnx.load(str(zoo.resolve("zoo:squeezenet")))
+    assert any(n.op_type == "ConstantOfShape" for n in float_model.graph.node)
+    quantised = onnx.load(str(path))
+    constants = {t.name: numpy_helper.to_array(t) for t in quantised.graph.initializer}
+    convs = [n for n in quantised.graph.node if n.op_type == "QLinearConv"]
+    # constant fills would quantise every weight to one code (127); seeded random weights use the range
+    assert len(convs) == 26 and all(len(np.unique(constants[n.input[3]])) > 100 for n in convs)
+    graph = graph_of(workload)
+    assert graph.macs() == graph_of(Workload("zoo:squeezenet")).macs()
+
+
+def test_quantize_without_onnxruntime_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(SpecError, match=r"needs onnxruntime: pip install -e '\.\[quantize\]'"):
+        _ = Workload("zoo:mlp", quantize=Quantization()).identity

@@ -1,0 +1,109 @@
+"""The int8 datapath end to end: quantised models (onnxruntime's static quantisation of
+zoo:mlp and the light ResNet-50, SqueezeNet and ShuffleNet with seeded random weights, QDQ
+and QOperator, per-tensor and per-channel) simulated on the integer spec must give
+onnxruntime's outputs bit for bit, and every intermediate tensor the Program keeps in DRAM
+must equal the IR reference (tests/ir_reference.py, itself bit-identical to onnxruntime
+at every tensor in tests/compiler/test_quant_frontend.py), so a fault is located to its
+layer. The simulated outputs come from executing the Program (sim.run.simulate).
+"""
+import dataclasses
+
+import numpy as np
+import pytest
+
+from compiler.pipeline import compile_graph
+from compiler.program import CONV_FIELDS, DTYPE_CODE, OPCODE_ID, REQUANT_ID
+from compiler.spec import load
+from compiler.targets import lower
+from sim import kernels, simulate
+from tests import ir_reference
+from tests.quant_models import FORMATS, QUANT_MODELS, ort_outputs, quant_model_path
+
+INT8_SPEC = "hwspecs/systolic_int8.yaml"
+VARIANTS = [(name, fmt, pc) for name in QUANT_MODELS for fmt in FORMATS for pc in (False, True)]
+# the default tier: every op kind the zoo uses (gemm, conv incl. grouped and depthwise, lookup,
+# concat, maxpool, avgpool both paths, add, transpose, softmax, quantize, dequantize) in ~10 s
+QUICK = {("mlp", "qdq", False), ("mlp", "qoperator", True), ("squeezenet", "qoperator", False),
+         ("shufflenet", "qdq", True)}
+
+
+def _inputs(graph, seed=1):
+    rng = np.random.default_rng(seed)
+    return {n: rng.standard_normal(graph.tensors[n].shape).astype(np.float32) for n in graph.inputs}
+
+
+def check_bit_exact(path, spec, seed=1):
+    """Simulate `path` on `spec`: outputs == onnxruntime's and every kept tensor == the IR reference."""
+    graph = compile_graph(str(path))
+    program = lower(graph, spec)
+    inputs = _inputs(graph, seed)
+    result = simulate(program, inputs, all_tensors=True)
+    for name, want in ort_outputs(path, inputs).items():
+        got = result.outputs[name]
+        assert got.dtype == want.dtype and np.array_equal(got, want), \
+            f"{name}: {int(np.sum(got != want))} of {want.size} outputs differ from onnxruntime"
+    expected = ir_reference.evaluate(graph, inputs, keep_all=True)
+    compared = [n for n in graph.tensors if n in expected and n in result.outputs and n not in graph.constants]
+    assert len(compared) > len(graph.nodes) // 2        # the intermediates really were compared
+    for name in compared:
+        assert np.array_equal(result.outputs[name], expected[name]), f"tensor {name} differs from the IR reference"
+    return program, result
+
+
+@pytest.mark.parametrize("name,fmt,per_channel", [
+    pytest.param(*v, marks=() if v in QUICK else pytest.mark.slow) for v in VARIANTS])
+def test_quantised_model_is_bit_identical_to_onnxruntime(name, fmt, per_channel):
+    check_bit_exact(quant_model_path(name, fmt, per_channel), load(INT8_SPEC))
+
+
+@pytest.mark.parametrize("activations", ["int8", pytest.param("uint8", marks=pytest.mark.slow)])
+def test_qoperator_int8_weights_with_either_activation_signedness(activations):
+    """QOperator with int8 activations runs onnxruntime's s8s8 integer kernels; the array takes
+    either signedness of codes (it subtracts the zero points)."""
+    program, _ = check_bit_exact(quant_model_path("squeezenet", "qoperator", False, activations, "int8"),
+                                 load(INT8_SPEC))
+    codes = {int(c) for c in program.desc_int[:, CONV_FIELDS.index("x_code")] if c}
+    assert codes == {DTYPE_CODE[activations]}
+
+
+def test_every_design_point_gives_the_same_bits():
+    """Integer accumulation is exact, so array shape, dataflow and buffer sizes (which change the
+    tiling and the order of the K tiles) cannot change any output bit."""
+    path = quant_model_path("squeezenet", "qdq", True)
+    graph = compile_graph(str(path))
+    base = load(INT8_SPEC)
+    inputs = _inputs(graph)
+    outputs = []
+    for rows, cols, dataflow, kib in ((32, 32, "weight_stationary", 256), (8, 16, "output_stationary", 8),
+                                      (16, 4, "input_stationary", 2)):
+        spec = dataclasses.replace(base, array=dataclasses.replace(base.array, rows=rows, cols=cols, dataflow=dataflow),
+                                   memory=dataclasses.replace(base.memory, input_scratchpad_kib=kib,
+                                                              weight_scratchpad_kib=kib, accumulator_kib=kib))
+        program = lower(graph, spec)
+        outputs.append(simulate(program, inputs).outputs)
+    for other in outputs[1:]:
+        assert all(np.array_equal(outputs[0][k], other[k]) for k in outputs[0])
+
+
+def test_int8_traffic_and_work_follow_the_datatype():
+    """Bytes shrink with the 8-bit types: every DMA row of an integer layer moves 1-byte codes
+    (and 4-byte biases and scales), so ResNet-50's weight traffic is about a quarter of fp32's."""
+    from tests.quant_models import float_model_path
+    q_graph = compile_graph(str(quant_model_path("resnet50", "qoperator", False)))
+    f_graph = compile_graph(str(float_model_path("resnet50")))
+    q = simulate(lower(q_graph, load(INT8_SPEC)), timing_only=True).stats
+    f = simulate(lower(f_graph, load("hwspecs/systolic.yaml")), timing_only=True).stats
+    assert q.macs == f.macs
+    ratio = q.bytes["dram"] / f.bytes["dram"]
+    assert 0.2 < ratio < 0.35, ratio
+    assert q.total_cycles < f.total_cycles and q.energy_j < f.energy_j
+
+
+def test_kernel_constants_follow_the_program_tables():
+    assert [kernels.REQUANT, kernels.X_ZP, kernels.W_ZP, kernels.Y_ZP, kernels.SCALE, kernels.X_CODE,
+            kernels.W_CODE] == [CONV_FIELDS.index(f) for f in ("requant", "x_zp", "w_zp", "y_zp", "scale",
+                                                                "x_code", "w_code")]
+    assert (kernels.REQ_FLOAT, kernels.REQ_CODES, kernels.REQ_INT32, kernels.REQ_SCALED) == tuple(
+        REQUANT_ID[k] for k in ("float", "codes", "int32", "scaled"))
+    assert (kernels.INT8, kernels.UINT8, kernels.INT32) == tuple(DTYPE_CODE[t] for t in ("int8", "uint8", "int32"))
+    assert kernels.VEC_QUANTIZE == OPCODE_ID["vec_quantize"]

@@ -42,8 +42,9 @@ OPCODES = {
     "load_weights": ("dma_load", ("src", "tk", "tn", "src_row_elems", "dst", "src_dtype")),
     # bias[tn] (src<0: zeros) -> accumulator [tm,tn]
     "load_bias": ("dma_load", ("src", "tm", "tn", "dst", "src_dtype")),
-    # acc[tm,tn] += a[tm,tk] @ w[tk,tn] (desc: the layer's, for its integer fields)
-    "matmul": ("matrix", ("a", "w", "acc", "tm", "tk", "tn", "desc")),
+    # acc[tm,tn] += a[tm,tk] @ w[tk,tn] (desc: the layer's, for its integer fields; n0: the tile's first
+    # column in the group, which picks its per-column weight zero points)
+    "matmul": ("matrix", ("a", "w", "acc", "tm", "tk", "tn", "desc", "n0")),
     # accumulator -> DRAM (conv desc layout, activation)
     "store_tile": ("dma_store", ("desc", "acc", "m0", "tm", "n0", "tn", "dst_dtype")),
     "vec_relu": ("vector", ("desc", "src_dtype", "dst_dtype")),
@@ -75,9 +76,10 @@ DESC_FLOATS = 4
 
 # Conv/GEMM descriptor fields (int row); GEMM [M,K]x[K,N] uses N=M, C=K, H=W=kh=kw=1. Then the
 # integer datapath's fields (all 0 on a float layer): requant (REQUANT_ID: what store_tile makes of
-# the int32 accumulator), the zero points of input, weights (one for all channels) and output, the
-# byte address of the per-output-channel fp32 requantisation scales, and the DTYPE_CODE of the
-# input and weight codes (uint8 or int8) the scratchpads hold for this layer.
+# the int32 accumulator), the input zero point, the byte address of the per-output-channel weight
+# zero points (codes of the weight type), the output zero point, the byte address of the
+# per-output-channel fp32 requantisation scales, and the DTYPE_CODE of the input and weight codes
+# (uint8 or int8) the scratchpads hold for this layer.
 CONV_FIELDS = ("x", "n", "c", "h", "w", "kh", "kw", "sh", "sw", "pt", "pl", "dh", "dw",
                "oh", "ow", "cin_g", "cin_off", "out", "cout", "cout_off", "activation",
                "requant", "x_zp", "w_zp", "y_zp", "scale", "x_code", "w_code")

@@ -54,7 +54,7 @@ VEC_QUANTIZE, VEC_DEQUANTIZE, VEC_LOOKUP = 13, 14, 15
 # element type codes, as compiler.program.DTYPE_CODE (checked by tests/sim/test_numerics.py)
 FP32, FP16, BF16, INT8, UINT8, INT16, INT32 = 0, 1, 2, 3, 4, 5, 6
 # GEMM descriptor fields of the integer datapath (compiler.program.CONV_FIELDS) and REQUANT_ID
-REQUANT, X_ZP, W_ZP, Y_ZP, SCALE, X_CODE, W_CODE = 21, 22, 23, 24, 25, 26, 27
+COUT_OFF, REQUANT, X_ZP, W_ZP, Y_ZP, SCALE, X_CODE, W_CODE = 19, 21, 22, 23, 24, 25, 26, 27
 REQ_FLOAT, REQ_CODES, REQ_INT32, REQ_SCALED = 0, 1, 2, 3
 
 
@@ -335,11 +335,17 @@ def matmul(am, a, a_code, wm, w, w_code, acc_f, acc, tm, tk, tn):
 
 
 @njit(cache=True)
-def matmul_int(am, a, wm, w, acc_i, acc, tm, tk, tn, g):
-    """acc[tm,tn] (int32 view acc_i, byte acc) += (a - a_zp)[tm,tk] @ (w - w_zp)[tk,tn]: exact
-    products, int32 accumulation that wraps (order-independent)."""
+def matmul_int(am, a, wm, w, acc_i, acc, tm, tk, tn, g, m, n0):
+    """acc[tm,tn] (int32 view acc_i, byte acc) += (a - a_zp)[tm,tk] @ (w - w_zp[n])[tk,tn]: exact
+    products, int32 accumulation that wraps (order-independent). The per-column weight zero
+    points (columns n0.. of the group, DRAM at g[W_ZP]) sit in the array's column registers."""
     a_tile = _codes(am, a, tm * tk, g[X_CODE], g[X_ZP]).reshape(tm, tk)
-    w_tile = _codes(wm, w, tk * tn, g[W_CODE], g[W_ZP]).reshape(tk, tn)
+    w_tile = _codes(wm, w, tk * tn, g[W_CODE], 0).reshape(tk, tn)
+    zp = g[W_ZP] + g[COUT_OFF] + n0             # weight codes: byte address = element index
+    for j in range(tn):
+        z = np.int32(_ldi(m, zp + j, g[W_CODE]))
+        for k in range(tk):
+            w_tile[k, j] -= z
     acc_tile = acc_i[acc // 4:acc // 4 + tm * tn].reshape(tm, tn)
     row = np.empty(tn, np.int32)
     for i in range(tm):
@@ -653,7 +659,7 @@ def execute(opcode, operands, desc_int, desc_float, dram, spad_in, spad_w, acc, 
             if g[REQUANT] == REQ_FLOAT:
                 matmul(am, a[0], in_code, wm, a[1], w_code, acc_m[0], a[2], a[3], a[4], a[5])
             else:
-                matmul_int(am, a[0], wm, a[1], acc_m[3], a[2], a[3], a[4], a[5], g)
+                matmul_int(am, a[0], wm, a[1], acc_m[3], a[2], a[3], a[4], a[5], g, m, a[7])
         elif op == STORE_TILE:
             g = desc_int[a[0]]
             if g[REQUANT] == REQ_FLOAT:

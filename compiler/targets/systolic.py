@@ -134,18 +134,17 @@ def _gemm_geometry(graph: Graph, node: Node):
 
 
 def _integer_fields(graph: Graph, node: Node, plan: MemoryPlan) -> tuple:
-    """(descriptor fields, requantisation scale type) of a quantised conv/gemm (docs/int8_datapath.md
-    section 2): zero points, the code types, and the per-output-channel fp32 scales placed in DRAM."""
+    """(descriptor fields, bytes per output channel fetched with the bias) of a quantised conv/gemm
+    (docs/int8_datapath.md section 2): zero points, the code types, and the per-output-channel
+    weight zero points and fp32 requantisation scales placed in DRAM."""
     tx, tw, ty = (graph.tensors[name] for name in (node.inputs[0], node.inputs[1], node.outputs[0]))
-    w_zp = set(tw.quant.zero_point)
-    if len(w_zp) != 1:
-        raise CompileError(f"node '{node.name}' ({node.op}): weight zero points differ between output channels "
-                           f"({sorted(w_zp)[:4]}...); the array subtracts one weight zero point per layer")
-    cout = graph.tensors[node.inputs[1]].shape[0 if node.op == "conv" else 1]
-    fields = dict(x_zp=tx.quant.zero_point[0], w_zp=w_zp.pop(), x_code=DTYPE_CODE[tx.dtype],
+    cout = tw.shape[0 if node.op == "conv" else 1]
+    w_zp = plan.constant(f"{node.name}::weight_zero_point",
+                         np.broadcast_to(tw.quant.zero_point_array(), (cout,)).copy(), tw.dtype)
+    fields = dict(x_zp=tx.quant.zero_point[0], w_zp=w_zp.offset, x_code=DTYPE_CODE[tx.dtype],
                   w_code=DTYPE_CODE[tw.dtype])
     if ty.dtype == "int32":
-        return dict(fields, requant=REQUANT_ID["int32"]), ""
+        return dict(fields, requant=REQUANT_ID["int32"]), ELEMENT_BYTES[tw.dtype]
     f32 = np.float32
     scale = (f32(node.attrs.get("alpha", 1.0)) * f32(tx.quant.scale[0])) * np.broadcast_to(
         tw.quant.scale_array(), (cout,))                     # float32 products, onnxruntime's order
@@ -155,17 +154,17 @@ def _integer_fields(graph: Graph, node: Node, plan: MemoryPlan) -> tuple:
         scale, requant = scale / f32(ty.quant.scale[0]), REQUANT_ID["codes"]
         fields["y_zp"] = ty.quant.zero_point[0]
     region = plan.constant(f"{node.name}::requant_scale", scale.astype(f32), "fp32")
-    return dict(fields, requant=requant, scale=region.offset), "fp32"
+    return dict(fields, requant=requant, scale=region.offset), ELEMENT_BYTES[tw.dtype] + ELEMENT_BYTES["fp32"]
 
 
 def _lower_gemm_layer(graph, node, plan, builder, budget, dt, ready, index) -> str:
     fields, groups, m, k, ng, wmat, bias = _gemm_geometry(graph, node)
     geom = (fields["kh"] * fields["kw"], fields["oh"], fields["ow"], fields["sh"],
             (fields["kh"] - 1) * fields["dh"] + 1, fields["h"], fields["w"])
-    integer, scale_type = ({}, "") if graph.tensors[node.inputs[0]].dtype == "fp32" else \
+    integer, channel_bytes = ({}, 0) if graph.tensors[node.inputs[0]].dtype == "fp32" else \
         _integer_fields(graph, node, plan)
     types = operand_types(plan.region(node.inputs[0]).dtype, dt.input, dt.weight, dt.accumulator,
-                          plan.region(node.outputs[0]).dtype, scale_type)
+                          plan.region(node.outputs[0]).dtype, channel_bytes)
     tiling = choose_tiling(budget, m, k, ng, node.name, geom, ELEMENT_BYTES[types.x], ELEMENT_BYTES[types.output])
     w_type = graph.tensors[node.inputs[1]].dtype
     w_region = plan.constant(node.inputs[1] + "::gemm_weights", wmat, None if w_type == "fp32" else w_type)

@@ -6,8 +6,8 @@ index its first row will have in the Program) with each row's operands, bytes,
 work and dependencies. Per output tile: bias preload into an accumulator slot,
 then per K tile an im2col load of A and a load of W (each skipped when the same
 tile is still resident from the previous load) and a matmul, then a store. An
-integer layer's per-channel requantisation scales come with its bias (load_bias
-counts their bytes).
+integer layer's per-channel requantisation scales and weight zero points come with
+its bias (load_bias counts their bytes).
 Buffers hold `tiling.buffers` slots used round robin, and a load into a slot
 waits for the last matmul that read the slot's previous tile (the store, for an
 accumulator slot). Byte counts use each operand's element size, and DMA rows name
@@ -45,22 +45,24 @@ class OperandTypes:
     bias: str = "fp32"         # the bias in DRAM (loaded into the accumulator)
     accumulator: str = "fp32"  # the accumulator
     output: str = "fp32"       # the layer's output in DRAM (stores convert to it)
-    scale: str = ""            # per-output-channel requantisation scales, fetched with the bias ("": none)
+    channel_bytes: int = 0     # bytes per output channel of integer parameters fetched with the bias
+                               # (requantisation scale, weight zero point)
 
     @functools.cached_property
     def arrays(self) -> tuple:
-        """(element bytes of x, input, weight, bias, accumulator, output, scale (0: none); DTYPE_CODE
+        """(element bytes of x, input, weight, bias, accumulator, output, then channel_bytes; DTYPE_CODE
         of the DRAM operands x, weight, bias, output, as the DMA rows name them): the loop nest's
         arguments."""
         names = (self.x, self.input, self.weight, self.bias, self.accumulator, self.output)
-        return (np.array([ELEMENT_BYTES[t] for t in names] + [ELEMENT_BYTES.get(self.scale, 0)], np.int64),
+        return (np.array([ELEMENT_BYTES[t] for t in names] + [self.channel_bytes], np.int64),
                 np.array([DTYPE_CODE[t] for t in (self.x, self.weight, self.bias, self.output)], np.int64))
 
 
 @functools.lru_cache(maxsize=256)   # lowering asks per layer; a sweep has few type combinations
-def operand_types(x: str, input: str, weight: str, accumulator: str, output: str, scale: str = "") -> OperandTypes:
+def operand_types(x: str, input: str, weight: str, accumulator: str, output: str,
+                  channel_bytes: int = 0) -> OperandTypes:
     """The (shared, immutable) OperandTypes of a GEMM layer; its bias lives in the accumulator type."""
-    return OperandTypes(x, input, weight, accumulator, accumulator, output, scale)
+    return OperandTypes(x, input, weight, accumulator, accumulator, output, channel_bytes)
 
 
 FP32 = OperandTypes()
@@ -102,13 +104,13 @@ def im2col_elems(kk, oh, ow, sh, span_h, h, w, m0, tm, k0, tk):
 
 
 @njit(cache=True, inline="always")   # a call per row would cost more than the row
-def _put(rows, i, kind, a0, a1, a2, a3, a4, a5, a6, d0, d1, d2, dram, onchip, work):
-    """Write row i of `kind` (operands a0..a6); its dependencies d0..d2 (-1: none) go in sorted,
+def _put(rows, i, kind, a0, a1, a2, a3, a4, a5, a6, a7, d0, d1, d2, dram, onchip, work):
+    """Write row i of `kind` (operands a0..a7); its dependencies d0..d2 (-1: none) go in sorted,
     without repeats."""
     engine, opcode, _, operands, dram_col, onchip_col, work_col, dep_ptr, dep_idx, opcodes, engines = rows
     engine[i], opcode[i] = engines[kind], opcodes[kind]
     operands[i, 0], operands[i, 1], operands[i, 2] = a0, a1, a2
-    operands[i, 3], operands[i, 4], operands[i, 5], operands[i, 6] = a3, a4, a5, a6
+    operands[i, 3], operands[i, 4], operands[i, 5], operands[i, 6], operands[i, 7] = a3, a4, a5, a6, a7
     dram_col[i], onchip_col[i], work_col[i] = dram, onchip, work
     if d0 > d1:
         d0, d1 = d1, d0
@@ -131,7 +133,7 @@ def _loop_nest(base, layer, m, k, n, groups, tm, tk, tn, nbuf, m_outer, desc0, w
                n_operands):
     """The columns of emit_gemm's Instructions, in field order. sizes, codes: OperandTypes.arrays."""
     kk, oh, ow, sh, span_h, h, w = geom
-    x_b, in_b, w_b, bias_b, acc_b, out_b, scale_b = sizes[0], sizes[1], sizes[2], sizes[3], sizes[4], sizes[5], sizes[6]
+    x_b, in_b, w_b, bias_b, acc_b, out_b, chan_b = sizes[0], sizes[1], sizes[2], sizes[3], sizes[4], sizes[5], sizes[6]
     x_code, w_code, bias_code, out_code = codes[0], codes[1], codes[2], codes[3]
     nm, nk, nn = -(-m // tm), -(-k // tk), -(-n // tn)
     cap = groups * nm * nn * (2 + 3 * nk)     # every load emitted; reuse only makes it shorter
@@ -154,8 +156,8 @@ def _loop_nest(base, layer, m, k, n, groups, tm, tk, tn, nbuf, m_outer, desc0, w
             acc_slot, acc_next = acc_next, (acc_next + 1) % nbuf
             acc = acc_slot * acc_slot_bytes
             src = bias + n0 * bias_b if bias >= 0 else -1
-            _put(rows, i, BIAS, src, tm_, tn_, acc, bias_code, 0, 0, acc_user[acc_slot], -1, -1,
-                 (tn_ * bias_b if src >= 0 else 0) + tn_ * scale_b, tm_ * tn_ * acc_b, 0)
+            _put(rows, i, BIAS, src, tm_, tn_, acc, bias_code, 0, 0, 0, acc_user[acc_slot], -1, -1,
+                 (tn_ * bias_b if src >= 0 else 0) + tn_ * chan_b, tm_ * tn_ * acc_b, 0)
             prev = base + i
             i += 1
             for k0 in range(0, k, tk):
@@ -163,7 +165,7 @@ def _loop_nest(base, layer, m, k, n, groups, tm, tk, tn, nbuf, m_outer, desc0, w
                 if a_m0 != m0 or a_k0 != k0:
                     a_slot, a_next = a_next, (a_next + 1) % nbuf
                     read = _im2col_elems(kk, oh, ow, sh, span_h, h, w, m0, tm_, k0, tk_) * x_b
-                    _put(rows, i, LOAD_A, desc, m0, tm_, k0, tk_, a_slot * a_slot_bytes, x_code,
+                    _put(rows, i, LOAD_A, desc, m0, tm_, k0, tk_, a_slot * a_slot_bytes, x_code, 0,
                          a_user[a_slot], input_ready, -1, read, tm_ * tk_ * in_b, 0)
                     a_m0, a_k0, a_row = m0, k0, base + i
                     i += 1
@@ -171,16 +173,16 @@ def _loop_nest(base, layer, m, k, n, groups, tm, tk, tn, nbuf, m_outer, desc0, w
                     w_slot, w_next = w_next, (w_next + 1) % nbuf
                     w_bytes = tk_ * tn_ * w_b
                     _put(rows, i, LOAD_W, w_addr + (k0 * n + n0) * w_b, tk_, tn_, n, w_slot * w_slot_bytes,
-                         w_code, 0, w_user[w_slot], -1, -1, w_bytes, w_bytes, 0)
+                         w_code, 0, 0, w_user[w_slot], -1, -1, w_bytes, w_bytes, 0)
                     w_n0, w_k0, w_row = n0, k0, base + i
                     i += 1
-                _put(rows, i, MATMUL, a_slot * a_slot_bytes, w_slot * w_slot_bytes, acc, tm_, tk_, tn_, desc,
+                _put(rows, i, MATMUL, a_slot * a_slot_bytes, w_slot * w_slot_bytes, acc, tm_, tk_, tn_, desc, n0,
                      a_row, w_row, prev, 0, tm_ * tk_ * in_b + tk_ * tn_ * w_b + 2 * tm_ * tn_ * acc_b,
                      tm_ * tk_ * tn_)
                 prev = base + i
                 a_user[a_slot] = w_user[w_slot] = prev
                 i += 1
-            _put(rows, i, STORE, desc, acc, m0, tm_, n0, tn_, out_code, prev, -1, -1,
+            _put(rows, i, STORE, desc, acc, m0, tm_, n0, tn_, out_code, 0, prev, -1, -1,
                  tm_ * tn_ * out_b, tm_ * tn_ * acc_b, 0)
             acc_user[acc_slot] = base + i
             i += 1

@@ -100,10 +100,20 @@ def test_int8_traffic_and_work_follow_the_datatype():
 
 
 def test_kernel_constants_follow_the_program_tables():
-    assert [kernels.REQUANT, kernels.X_ZP, kernels.W_ZP, kernels.Y_ZP, kernels.SCALE, kernels.X_CODE,
-            kernels.W_CODE] == [CONV_FIELDS.index(f) for f in ("requant", "x_zp", "w_zp", "y_zp", "scale",
+    assert [kernels.COUT_OFF, kernels.REQUANT, kernels.X_ZP, kernels.W_ZP, kernels.Y_ZP, kernels.SCALE, kernels.X_CODE,
+            kernels.W_CODE] == [CONV_FIELDS.index(f) for f in ("cout_off", "requant", "x_zp", "w_zp", "y_zp", "scale",
                                                                 "x_code", "w_code")]
     assert (kernels.REQ_FLOAT, kernels.REQ_CODES, kernels.REQ_INT32, kernels.REQ_SCALED) == tuple(
         REQUANT_ID[k] for k in ("float", "codes", "int32", "scaled"))
     assert (kernels.INT8, kernels.UINT8, kernels.INT32) == tuple(DTYPE_CODE[t] for t in ("int8", "uint8", "int32"))
     assert kernels.VEC_QUANTIZE == OPCODE_ID["vec_quantize"]
+
+
+def test_uint8_weights_with_a_zero_point_per_column():
+    """`dse quantize --per-channel --weight-type uint8` gives QGemm weights whose zero points differ
+    per column; the array subtracts each column's own."""
+    path = quant_model_path("mlp", "qoperator", True, "uint8", "uint8")
+    graph = compile_graph(str(path))
+    zero_points = [set(graph.tensors[n.inputs[1]].quant.zero_point) for n in graph.nodes if n.op == "gemm"]
+    assert max(len(z) for z in zero_points) > 1
+    check_bit_exact(path, load(INT8_SPEC))

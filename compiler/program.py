@@ -86,8 +86,9 @@ CONV_FIELDS = ("x", "n", "c", "h", "w", "kh", "kw", "sh", "sw", "pt", "pl", "dh"
 CONV = {name: i for i, name in enumerate(CONV_FIELDS)}
 # float: no integer datapath; codes: y = sat(rne(F(acc) * scale[c]) + y_zp) in the output's 8-bit
 # type; int32: the accumulator itself (ConvInteger/MatMulInteger); scaled: F(F(acc) * scale[c]) as
-# fp32 (QGemm without an output scale)
-REQUANT_ID = {"float": 0, "codes": 1, "int32": 2, "scaled": 3}
+# fp32 (QGemm without an output scale); fixed_point: codes through a Q31 multiplier and a rounding
+# right shift per channel (`scale` then addresses int32 [multiplier, shift] pairs)
+REQUANT_ID = {"float": 0, "codes": 1, "int32": 2, "scaled": 3, "fixed_point": 4}
 ACTIVATION_ID = {"none": 0, "relu": 1}
 BINARY_OPS = {"add": 0, "sub": 1, "mul": 2, "div": 3}
 MAX_RANK = 6

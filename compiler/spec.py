@@ -38,6 +38,8 @@ DATAPATHS = {
 }
 DATAPATH_TEXT = ("float datapaths: fp32, bf16 or fp16 input, weight and output with an fp32 accumulator; "
                  "integer datapath: int8 or uint8 input, weight and output with an int32 accumulator")
+# How the integer datapath requantises (sim/kernels.py store_tile_int, docs/int8_datapath.md)
+REQUANTIZERS = ("float", "fixed_point")
 # Off-chip memory families the technology tables price (hwspecs/tech/*.yaml, dram_pj_per_bit).
 DRAM_TYPES = ("ddr4", "lpddr5", "hbm2")
 # Technology tables live here as <name>.yaml; a spec names one or gives a path to a .yaml file.
@@ -86,6 +88,11 @@ class DatatypeSpec:
                           "fp32 for float inputs, int32 for integer", choices=DATATYPES)
     output: str = _f("fp32", "element type of every stored layer output (activations in DRAM)",
                      choices=DATATYPES)
+    requantize: str = _f("float", "integer datapath: how int32 accumulators become 8-bit codes; float = "
+                         "an fp32 multiply and round half to even, bit-identical to onnxruntime; "
+                         "fixed_point = a Q31 multiplier and rounding right shift (gemmlowp/TFLite), "
+                         "which differs from onnxruntime by one code in a few outputs per million",
+                         choices=REQUANTIZERS)
 
 
 @dataclass(frozen=True)
@@ -202,6 +209,9 @@ def _check_implemented(spec: SystolicSpec, where: str) -> None:
         context = "" if name == "input" else f"with {dt.input} input "
         raise SpecError(f"{where}: field 'datatypes.{name}' is {value!r}{note}; {context}this version "
                         f"simulates {', '.join(allowed)} there ({DATAPATH_TEXT})")
+    if dt.requantize != "float" and dt.input not in INTEGER_TYPES:
+        raise SpecError(f"{where}: field 'datatypes.requantize' is {dt.requantize!r}, which applies to the "
+                        f"integer datapath; with {dt.input} input use 'float' (the default)")
 
 
 def from_dict(data: dict, where: str = "<spec>"):

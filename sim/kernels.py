@@ -32,7 +32,8 @@ bit against onnxruntime in tests/e2e/test_int8_models.py):
     accumulator that wraps, starting from the int32 bias.
   * store_tile requantises: F(F(acc) * scale[c]), clamped to [qmin - y_zp, qmax - y_zp],
     rounded half to even, plus y_zp (or keeps the int32 accumulator, or the scaled
-    float, by the descriptor's `requant`).
+    float, by the descriptor's `requant`); a spec may ask for a fixed-point requantiser
+    instead (Q31 multiplier and rounding shift, gemmlowp/TFLite; not onnxruntime's bits).
   * The vector unit runs QuantizeLinear/DequantizeLinear, QLinearAdd (two float32
     FMAs), QLinearMul, QLinearAveragePool (float window sum) and the global pool's
     integer sum, QLinearSoftmax, 256-entry lookup tables, and moves codes unchanged
@@ -55,7 +56,7 @@ VEC_QUANTIZE, VEC_DEQUANTIZE, VEC_LOOKUP = 13, 14, 15
 FP32, FP16, BF16, INT8, UINT8, INT16, INT32 = 0, 1, 2, 3, 4, 5, 6
 # GEMM descriptor fields of the integer datapath (compiler.program.CONV_FIELDS) and REQUANT_ID
 COUT_OFF, REQUANT, X_ZP, W_ZP, Y_ZP, SCALE, X_CODE, W_CODE = 19, 21, 22, 23, 24, 25, 26, 27
-REQ_FLOAT, REQ_CODES, REQ_INT32, REQ_SCALED = 0, 1, 2, 3
+REQ_FLOAT, REQ_CODES, REQ_INT32, REQ_SCALED, REQ_FIXED = 0, 1, 2, 3, 4
 
 
 @intrinsic
@@ -274,6 +275,26 @@ def _requantize(v, scale, y_zp, code):
 
 
 @njit(cache=True)
+def _requantize_fixed_point(acc, multiplier, exponent, y_zp, code):
+    """gemmlowp/TFLite MultiplyByQuantizedMultiplier, then + y_zp and saturation: acc shifted left by
+    max(e, 0) (int32, wrapping), SaturatingRoundingDoublingHighMul with the Q31 multiplier (the high
+    32 bits of the doubled product, rounded half away from zero), then a rounding right shift by
+    max(-e, 0) (half away from zero)."""
+    x = np.int64(acc) << max(exponent, 0)
+    x = ((x + 2 ** 31) & 0xFFFFFFFF) - 2 ** 31
+    if x == -2 ** 31 and multiplier == -2 ** 31:
+        high = np.int64(2 ** 31 - 1)
+    else:
+        t = x * np.int64(multiplier) + (2 ** 30 if x * np.int64(multiplier) >= 0 else 1 - 2 ** 30)
+        high = t // 2 ** 31 if t >= 0 else -((-t) // 2 ** 31)          # C division truncates
+    right = max(-exponent, 0)
+    mask = (np.int64(1) << right) - 1
+    threshold = (mask >> 1) + (1 if high < 0 else 0)
+    q = (high >> right) + (1 if (high & mask) > threshold else 0)
+    return _saturate(q + y_zp, code)
+
+
+@njit(cache=True)
 def load_im2col(sm, g, m0, tm, k0, tk, x_code, dm, dst, a_code):
     """Input scratchpad [tm,tk] at byte dst <- im2col rows m0.., columns k0.. of the conv input
     (padding: 0, or the input zero point for 8-bit codes, which move as bytes)."""
@@ -376,8 +397,8 @@ def store_tile(m, g, acc_f, acc, m0, tm, n0, tn, out_code):
 @njit(cache=True)
 def store_tile_int(m, g, acc_i, acc, m0, tm, n0, tn, out_code):
     """int32 accumulator tile (byte acc) -> the layer output in DRAM, as the descriptor's `requant`
-    says: requantised codes (a fused ReLU clamps them at the zero point), the int32 accumulator,
-    or F(F(acc) * scale[c])."""
+    says: requantised codes (float or fixed point; a fused ReLU clamps them at the zero point), the
+    int32 accumulator, or F(F(acc) * scale[c])."""
     OH, OW, out, cout, cout_off, act = g[13], g[14], g[17] // _size(out_code), g[18], g[19], g[20]
     requant, y_zp, scale = g[REQUANT], g[Y_ZP], g[SCALE] // 4
     f = m[0]
@@ -394,6 +415,9 @@ def store_tile_int(m, g, acc_i, acc, m0, tm, n0, tn, out_code):
                 m[3][dst] = v
             elif requant == REQ_SCALED:
                 f[dst] = np.float32(v) * f[scale + c]
+            elif requant == REQ_FIXED:
+                q = _requantize_fixed_point(v, m[3][scale + 2 * c], m[3][scale + 2 * c + 1], y_zp, out_code)
+                _sti(m, dst, out_code, max(q, y_zp) if act == 1 else q)
             else:
                 q = _requantize(v, f[scale + c], y_zp, out_code)
                 if act == 1 and q < y_zp:

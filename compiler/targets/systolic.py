@@ -133,7 +133,7 @@ def _gemm_geometry(graph: Graph, node: Node):
     return fields, groups, nb * oh * ow, cin_g * kh * kw, ng, wmat, bias
 
 
-def _integer_fields(graph: Graph, node: Node, plan: MemoryPlan) -> tuple:
+def _integer_fields(graph: Graph, node: Node, plan: MemoryPlan, fixed_point: bool) -> tuple:
     """(descriptor fields, bytes per output channel fetched with the bias) of a quantised conv/gemm
     (docs/int8_datapath.md section 2): zero points, the code types, and the per-output-channel
     weight zero points and fp32 requantisation scales placed in DRAM."""
@@ -153,8 +153,27 @@ def _integer_fields(graph: Graph, node: Node, plan: MemoryPlan) -> tuple:
     else:
         scale, requant = scale / f32(ty.quant.scale[0]), REQUANT_ID["codes"]
         fields["y_zp"] = ty.quant.zero_point[0]
+    if fixed_point and requant == REQUANT_ID["codes"]:
+        region = plan.constant(f"{node.name}::requant_fixed_point", fixed_point_multipliers(scale), "int32")
+        return dict(fields, requant=REQUANT_ID["fixed_point"], scale=region.offset), ELEMENT_BYTES[tw.dtype] + 8
     region = plan.constant(f"{node.name}::requant_scale", scale.astype(f32), "fp32")
     return dict(fields, requant=requant, scale=region.offset), ELEMENT_BYTES[tw.dtype] + ELEMENT_BYTES["fp32"]
+
+
+def fixed_point_multipliers(scale: np.ndarray) -> np.ndarray:
+    """int32 [channels, 2]: each real multiplier as a Q31 fraction M in [2^30, 2^31) and a power-of-two
+    exponent e, scale = M 2^(e - 31) (gemmlowp's QuantizeMultiplier; TFLite's quantization_util.cc):
+    frexp in double, the mantissa rounded to 31 bits (half away from zero), a carry renormalised.
+    A zero scale is M = 0."""
+    mantissa, exponent = np.frexp(np.asarray(scale, np.float64))
+    q = np.round(mantissa * 2.0 ** 31).astype(np.int64)   # exact: a float32 scale has 24 significant bits
+    carry = q == 2 ** 31
+    q[carry] //= 2
+    exponent = exponent + carry
+    if np.any(exponent > 30) or np.any(exponent < -31):
+        raise CompileError(f"requantisation scale {float(np.max(scale)):g} is outside the fixed-point "
+                           "requantiser's range 2^-32 .. 2^30")
+    return np.stack([q, exponent], axis=1).astype(np.int32)
 
 
 def _lower_gemm_layer(graph, node, plan, builder, budget, dt, ready, index) -> str:
@@ -162,7 +181,7 @@ def _lower_gemm_layer(graph, node, plan, builder, budget, dt, ready, index) -> s
     geom = (fields["kh"] * fields["kw"], fields["oh"], fields["ow"], fields["sh"],
             (fields["kh"] - 1) * fields["dh"] + 1, fields["h"], fields["w"])
     integer, channel_bytes = ({}, 0) if graph.tensors[node.inputs[0]].dtype == "fp32" else \
-        _integer_fields(graph, node, plan)
+        _integer_fields(graph, node, plan, dt.requantize == "fixed_point")
     types = operand_types(plan.region(node.inputs[0]).dtype, dt.input, dt.weight, dt.accumulator,
                           plan.region(node.outputs[0]).dtype, channel_bytes)
     tiling = choose_tiling(budget, m, k, ng, node.name, geom, ELEMENT_BYTES[types.x], ELEMENT_BYTES[types.output])

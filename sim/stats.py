@@ -28,6 +28,8 @@ DEFINITIONS = {
     "layer.vector_ops": "the layer's vector-unit element-ops",
     "layer.energy_j": "J: the layer's dynamic energy (MACs, vector ops, bytes moved); leakage excluded",
     "vector_ops": "element-ops of the vector unit (pooling, eltwise, softmax, ...) per inference",
+    "requant_ops": "integer datapath: GEMM outputs requantised (int32 accumulator to 8-bit codes) per inference",
+    "layer.requant_ops": "the layer's requantised outputs",
     "technology": "technology table that priced energy and area (hwspecs/tech/<name>.yaml)",
     "energy_j": "J per inference: sum of energy_by_component_j",
     "area_mm2": "mm^2: sum of area_by_component_mm2 (PE array, vector unit, SRAMs; no I/O or wiring)",
@@ -36,14 +38,16 @@ DEFINITIONS = {
     "energy_by_component_j": "J per inference per component (energy_<component>_j in flat rows)",
     "area_by_component_mm2": "mm^2 per component (area_<component>_mm2 in flat rows)",
     "energy_pe_array_j": "J: MACs x (multiply of the wider input/weight type + add of the accumulator type)",
-    "energy_vector_unit_j": "J: vector element-ops x one add of the activation type",
+    "energy_vector_unit_j": "J: vector element-ops x one add of the activation type (fp32 on the integer datapath)",
+    "energy_requantizer_j": "J: requantised outputs x (multiply + add), fp32 or int32 (fixed point); 0 for float",
     "energy_input_scratchpad_j": "J: input-scratchpad bytes x SRAM energy per byte (capacity, banks, width)",
     "energy_weight_scratchpad_j": "J: weight-scratchpad bytes x SRAM energy per byte (capacity, banks, width)",
     "energy_accumulator_j": "J: accumulator bytes x SRAM energy per byte (capacity, one row of partial sums wide)",
     "energy_dram_j": "J: DRAM bytes x 8 x pJ/bit of memory.dram_type",
     "energy_leakage_j": "J: leakage W/mm^2 x area_mm2 x latency_s",
     "area_pe_array_mm2": "mm^2: rows x cols x (multiplier + adder + input/weight/partial-sum registers)",
-    "area_vector_unit_mm2": "mm^2: lanes x (multiplier + adder) of the activation type",
+    "area_vector_unit_mm2": "mm^2: lanes x (multiplier + adder) of the activation type (fp32 on the integer datapath)",
+    "area_requantizer_mm2": "mm^2: array columns x (multiplier + adder) of the requantiser; 0 for float",
     "area_input_scratchpad_mm2": "mm^2: KiB x 8192 x bitcell area / array efficiency",
     "area_weight_scratchpad_mm2": "mm^2: KiB x 8192 x bitcell area / array efficiency",
     "area_accumulator_mm2": "mm^2: KiB x 8192 x bitcell area / array efficiency",
@@ -64,6 +68,7 @@ class Stats:
     ideal_memory: bool = False
     instructions: int = 0
     vector_ops: int = 0
+    requant_ops: int = 0
     technology: str = ""
     energy_j: float = 0.0
     area_mm2: float = 0.0
@@ -147,6 +152,8 @@ def collect(program: Program, cycles: np.ndarray, start: np.ndarray, finish: np.
     on_compute = ins.engine == compute_engine[ins.layer] if n_layers else vec
     compute_cycles = per_layer(np.where(on_compute, cycles, 0))
     vector_ops_by_layer = per_layer(np.where(vec, ins.work, 0))
+    requant = ins.opcode == OPCODE_ID["store_tile"]        # a store's work: the outputs it requantises
+    requant_ops_by_layer = per_layer(np.where(requant, ins.work, 0))
     bytes_by_layer = {level: per_layer(values) for level, values in per_ins.items()}
     layers = []
     for li, layer in enumerate(program.layers):
@@ -156,7 +163,7 @@ def collect(program: Program, cycles: np.ndarray, start: np.ndarray, finish: np.
         compute = int(compute_cycles[li])
         layers.append({
             "name": layer.name, "op": layer.op, "macs": layer.macs,
-            "vector_ops": int(vector_ops_by_layer[li]), "cycles": span,
+            "vector_ops": int(vector_ops_by_layer[li]), "requant_ops": int(requant_ops_by_layer[li]), "cycles": span,
             "compute_cycles": compute, "stall_cycles": max(span - compute, 0),
             "utilisation": layer.macs / (span * pes) if span and layer.macs else 0.0,
             "start_cycle": int(layer_first[li]), "instructions": int(counts[li]),
@@ -164,8 +171,9 @@ def collect(program: Program, cycles: np.ndarray, start: np.ndarray, finish: np.
         })
     level_bytes = {level: int(values.sum()) for level, values in per_ins.items()}
     vector_ops = int(ins.work[vec].sum())
+    requant_ops = int(ins.work[requant].sum())
     costs = energy_model.unit_costs(spec)
-    energy = energy_model.energy_j(costs, macs, vector_ops, level_bytes, latency)
+    energy = energy_model.energy_j(costs, macs, vector_ops, level_bytes, latency, requant_ops)
     _price_layers(costs, layers)
     total_energy, area = sum(energy.values()), sum(costs.area_mm2.values())
     return Stats(total_cycles=total, latency_s=latency, macs=macs,
@@ -174,6 +182,7 @@ def collect(program: Program, cycles: np.ndarray, start: np.ndarray, finish: np.
                  engine_busy_cycles={e: busy[e] for e in ENGINES},
                  bytes=level_bytes, layers=layers,
                  ideal_memory=ideal_memory, instructions=len(ins), vector_ops=vector_ops,
+                 requant_ops=requant_ops,
                  technology=spec.technology, energy_j=total_energy, area_mm2=area,
                  power_w=total_energy / latency if latency else 0.0, edp_j_s=total_energy * latency,
                  energy_by_component_j=energy, area_by_component_mm2=dict(costs.area_mm2))
@@ -185,6 +194,7 @@ def _price_layers(costs, layers: list) -> None:
         return
     per_level = {k: np.array([layer["bytes"][k] for layer in layers]) for k in LEVELS}
     parts = energy_model.dynamic_energy_j(costs, [layer["macs"] for layer in layers],
-                                          [layer["vector_ops"] for layer in layers], per_level)
+                                          [layer["vector_ops"] for layer in layers], per_level,
+                                          [layer["requant_ops"] for layer in layers])
     for layer, joules in zip(layers, sum(parts.values())):
         layer["energy_j"] = float(joules)

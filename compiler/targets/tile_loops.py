@@ -7,7 +7,8 @@ work and dependencies. Per output tile: bias preload into an accumulator slot,
 then per K tile an im2col load of A and a load of W (each skipped when the same
 tile is still resident from the previous load) and a matmul, then a store. An
 integer layer's per-channel requantisation scales and weight zero points come with
-its bias (load_bias counts their bytes).
+its bias (load_bias counts their bytes), and its stores count the outputs they
+requantise as work.
 Buffers hold `tiling.buffers` slots used round robin, and a load into a slot
 waits for the last matmul that read the slot's previous tile (the store, for an
 accumulator slot). Byte counts use each operand's element size, and DMA rows name
@@ -183,7 +184,7 @@ def _loop_nest(base, layer, m, k, n, groups, tm, tk, tn, nbuf, m_outer, desc0, w
                 a_user[a_slot] = w_user[w_slot] = prev
                 i += 1
             _put(rows, i, STORE, desc, acc, m0, tm_, n0, tn_, out_code, 0, prev, -1, -1,
-                 tm_ * tn_ * out_b, tm_ * tn_ * acc_b, 0)
+                 tm_ * tn_ * out_b, tm_ * tn_ * acc_b, tm_ * tn_ if chan_b > 0 else 0)
             acc_user[acc_slot] = base + i
             i += 1
     engine, opcode, layers, operands, dram, onchip, work, dep_ptr, dep_idx = rows[:9]

@@ -100,13 +100,11 @@ def choose_tiling(b: Budget, m: int, k: int, n: int, layer: str, geom=None, x_el
     best = _search(b, m, k, n, geom, x_elem_bytes, out_elem_bytes)
     if best is not None:
         return best
-    s_r, s_c, _ = spatial_temporal(b.dataflow, "m", "k", "n")
-    dims = {"m": m, "k": k, "n": n}
-    need = {s_r: min(dims[s_r], b.rows), s_c: min(dims[s_c], b.cols)}
-    tm, tk, tn = need.get("m", 1), need.get("k", 1), need.get("n", 1)
+    tms, tks, tns = _priced_candidates(b.dataflow, b.rows, b.cols, m, k, n, geom)[:3]
+    tm, tk, tn = int(tms[0]), int(tks[0]), int(tns[0])      # the smallest candidate tile, single-buffered
     raise CompileError(
-        f"layer '{layer}': no tile fits the on-chip memories: the smallest tile that fills one "
-        f"{b.rows}x{b.cols} array fold needs input {tm * tk * b.input_elem_bytes} B, weight "
+        f"layer '{layer}': no tile fits the on-chip memories: the smallest tile the search tries "
+        f"(m{tm} k{tk} n{tn}: one {b.rows}x{b.cols} array fold) needs input {tm * tk * b.input_elem_bytes} B, weight "
         f"{tk * tn * b.weight_elem_bytes} B, accumulator {tm * tn * b.acc_elem_bytes} B; the spec offers "
         f"{b.input_bytes}, {b.weight_bytes}, {b.acc_bytes} B (raise memory.*_kib or shrink the array)")
 

@@ -43,3 +43,16 @@ def test_im2col_bytes_count_each_input_row_once():
     assert im2col_read_bytes(geom, 8, 8, 0, 9) == 3 * 8 * BYTES
     # a GEMM (1x1 geometry) reads exactly its tile
     assert im2col_read_bytes((1, 1, 1, 1, 1, 1, 1), 0, 5, 0, 7) == 35 * BYTES
+
+
+def test_no_fit_error_names_a_tile_that_really_does_not_fit():
+    """The smallest tile the search tries (spatial dims one array fold, the others from 16) must
+    exceed one of the offered capacities, or the message would contradict itself."""
+    import re
+    b = Budget(rows=4, cols=4, dataflow="weight_stationary", input_bytes=64, weight_bytes=64, acc_bytes=128,
+               dram_bytes_per_cycle=25.6, dram_latency=100, double_buffer=True, input_elem_bytes=1,
+               weight_elem_bytes=1, acc_elem_bytes=4)
+    with pytest.raises(CompileError) as err:
+        choose_tiling(b, 49, 72, 6, "qc")
+    need = [int(v) for v in re.search(r"input (\d+) B, weight (\d+) B, accumulator (\d+) B", str(err.value)).groups()]
+    assert any(n > offered for n, offered in zip(need, (64, 64, 128))), str(err.value)

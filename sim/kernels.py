@@ -152,23 +152,44 @@ def _qrange(code):
     return (-128, 127) if code == INT8 else (0, 255)
 
 
-# The per-element accessors are inlined and unpack the memory tuple first: extracting a view
-# inside a branch costs a reference-count round trip per element (~15 ns; measured).
-@njit(cache=True, inline="always")
-def _ldi(m, i, code):
+# Per-element accessors: float elements through a memory's (float32, uint16) views, integer ones
+# through its (uint8, int32) views. They stay small so LLVM inlines them and drops the array
+# reference counts of the call; a larger accessor (one for every type) was not inlined and cost
+# ~20 ns per element in reference counting (measured).
+@njit(cache=True)
+def _ld(f, u, i, code):
+    """Element i of a float memory of `code` elements, as float32 (narrow floats widen exactly)."""
+    if code == FP32:
+        return f[i]
+    if code == BF16:
+        return bf16_to_f32(u[i])
+    return fp16_to_f32(u[i])
+
+
+@njit(cache=True)
+def _st(f, u, i, code, v):
+    """Store value v (rounded to fp32 first if wider) as element i of float type `code`."""
+    if code == FP32:
+        f[i] = v
+    elif code == BF16:
+        u[i] = f32_to_bf16(np.float32(v))
+    else:
+        u[i] = f32_to_fp16(np.float32(v))
+
+
+@njit(cache=True)
+def _ldi(b, s, i, code):
     """Element i of an integer memory as int64 (8-bit codes with their signedness, int32)."""
-    _, _, b, s = m
     if code == INT32:
         return np.int64(s[i])
-    v = np.int64(b[i])
-    return v - 256 if code == INT8 and v >= 128 else v
+    byte = np.int64(b[i])
+    return byte - 256 if code == INT8 and byte >= 128 else byte
 
 
-@njit(cache=True, inline="always")
-def _sti(m, i, code, v):
+@njit(cache=True)
+def _sti(b, s, i, code, v):
     """Store integer v as element i: 8-bit codes keep its low byte (callers saturate first),
     int32 wraps."""
-    _, _, b, s = m
     if code == INT32:
         s[i] = np.int32(((v + 2 ** 31) & 0xFFFFFFFF) - 2 ** 31)
     else:
@@ -176,54 +197,22 @@ def _sti(m, i, code, v):
 
 
 @njit(cache=True, inline="always")
-def _ld(m, i, code):
-    """Element i of a memory m of `code` elements, as float32 (narrow floats and codes widen
-    exactly; int32 rounds to nearest even, as cvtdq2ps)."""
-    f, u, b, s = m
-    if code == FP32:
-        return f[i]
-    if code == BF16:
-        return bf16_to_f32(u[i])
-    if code == FP16:
-        return fp16_to_f32(u[i])
-    if code == INT32:
-        return np.float32(s[i])
-    v = np.int64(b[i])
-    return np.float32(v - 256 if code == INT8 and v >= 128 else v)
-
-
-@njit(cache=True, inline="always")
-def _st(m, i, code, v):
-    """Store value v (rounded to fp32 first if wider) as element i of type `code` (integer
-    types: v is an integer value, as when codes move)."""
-    f, u, b, s = m
-    if code == FP32:
-        f[i] = v
-    elif code == BF16:
-        u[i] = f32_to_bf16(np.float32(v))
-    elif code == FP16:
-        u[i] = f32_to_fp16(np.float32(v))
-    elif code == INT32:
-        s[i] = np.int32(v)
-    else:
-        b[i] = np.uint8(np.int64(v) & 0xFF)
-
-
-@njit(cache=True, inline="always")
 def _move(sm, s, s_code, dm, d, d_code, n):
     """Copy n elements from element s of memory sm to element d of dm, converting types
     (elements of one type, and 8-bit codes of either signedness, move as bits)."""
+    sf, su, sb, ss = sm
+    df, du, db, ds = dm
     size = _size(s_code)
     if s_code == d_code or (size == 1 and _size(d_code) == 1):
         if size == 4:
-            dm[3][d:d + n] = sm[3][s:s + n]
+            ds[d:d + n] = ss[s:s + n]
         elif size == 2:
-            dm[1][d:d + n] = sm[1][s:s + n]
+            du[d:d + n] = su[s:s + n]
         else:
-            dm[2][d:d + n] = sm[2][s:s + n]
+            db[d:d + n] = sb[s:s + n]
     else:
         for i in range(n):
-            _st(dm, d + i, d_code, _ld(sm, s + i, s_code))
+            _st(df, du, d + i, d_code, _ld(sf, su, s + i, s_code))
 
 
 @njit(cache=True, inline="always")
@@ -305,8 +294,8 @@ def load_im2col(sm, g, m0, tm, k0, tk, x_code, dm, dst, a_code):
     same32, same16, zero32 = x_code == a_code == FP32, x_code == a_code and _size(a_code) == 2, a_code == FP32
     codes = _size(x_code) == 1
     pad_code = np.uint8(g[X_ZP] & 0xFF)
-    sf, su, sb = sm[0], sm[1], sm[2]
-    df, du, db = dm[0], dm[1], dm[2]
+    sf, su, sb, ss = sm
+    df, du, db, ds = dm
     chan = np.empty(tk, np.int64)   # decode each column k -> (channel, row tap, col tap) once per tile
     tap_h = np.empty(tk, np.int64)
     tap_w = np.empty(tk, np.int64)
@@ -330,7 +319,7 @@ def load_im2col(sm, g, m0, tm, k0, tk, x_code, dm, dst, a_code):
                 elif same16:
                     du[row + kq] = su[src]
                 else:
-                    _st(dm, row + kq, a_code, _ld(sm, src, x_code))
+                    _st(df, du, row + kq, a_code, _ld(sf, su, src, x_code))
             elif codes:
                 db[row + kq] = pad_code
             elif zero32:
@@ -360,11 +349,12 @@ def matmul_int(am, a, wm, w, acc_i, acc, tm, tk, tn, g, m, n0):
     """acc[tm,tn] (int32 view acc_i, byte acc) += (a - a_zp)[tm,tk] @ (w - w_zp[n])[tk,tn]: exact
     products, int32 accumulation that wraps (order-independent). The per-column weight zero
     points (columns n0.. of the group, DRAM at g[W_ZP]) sit in the array's column registers."""
+    mf, mu, mb, ms = m
     a_tile = _codes(am, a, tm * tk, g[X_CODE], g[X_ZP]).reshape(tm, tk)
     w_tile = _codes(wm, w, tk * tn, g[W_CODE], 0).reshape(tk, tn)
     zp = g[W_ZP] + g[COUT_OFF] + n0             # weight codes: byte address = element index
     for j in range(tn):
-        z = np.int32(_ldi(m, zp + j, g[W_CODE]))
+        z = np.int32(_ldi(mb, ms, zp + j, g[W_CODE]))
         for k in range(tk):
             w_tile[k, j] -= z
     acc_tile = acc_i[acc // 4:acc // 4 + tm * tn].reshape(tm, tn)
@@ -381,6 +371,7 @@ def matmul_int(am, a, wm, w, acc_i, acc, tm, tk, tn, g, m, n0):
 @njit(cache=True)
 def store_tile(m, g, acc_f, acc, m0, tm, n0, tn, out_code):
     """Accumulator tile (fp32, byte acc) -> the conv output in DRAM, activation applied, rounded once."""
+    mf, mu, mb, ms = m
     OH, OW, out, cout, cout_off, act = g[13], g[14], g[17] // _size(out_code), g[18], g[19], g[20]
     P = OH * OW
     acc //= 4
@@ -391,7 +382,7 @@ def store_tile(m, g, acc_f, acc, m0, tm, n0, tn, out_code):
             v = acc_f[acc + mm * tn + j]
             if act == 1 and v < 0.0:
                 v = np.float32(0.0)
-            _st(m, out + (n * cout + cout_off + n0 + j) * P + r, out_code, v)
+            _st(mf, mu, out + (n * cout + cout_off + n0 + j) * P + r, out_code, v)
 
 
 @njit(cache=True)
@@ -399,6 +390,7 @@ def store_tile_int(m, g, acc_i, acc, m0, tm, n0, tn, out_code):
     """int32 accumulator tile (byte acc) -> the layer output in DRAM, as the descriptor's `requant`
     says: requantised codes (float or fixed point; a fused ReLU clamps them at the zero point), the
     int32 accumulator, or F(F(acc) * scale[c])."""
+    mf, mu, mb, ms = m
     OH, OW, out, cout, cout_off, act = g[13], g[14], g[17] // _size(out_code), g[18], g[19], g[20]
     requant, y_zp, scale = g[REQUANT], g[Y_ZP], g[SCALE] // 4
     f = m[0]
@@ -417,16 +409,17 @@ def store_tile_int(m, g, acc_i, acc, m0, tm, n0, tn, out_code):
                 f[dst] = np.float32(v) * f[scale + c]
             elif requant == REQ_FIXED:
                 q = _requantize_fixed_point(v, m[3][scale + 2 * c], m[3][scale + 2 * c + 1], y_zp, out_code)
-                _sti(m, dst, out_code, max(q, y_zp) if act == 1 else q)
+                _sti(mb, ms, dst, out_code, max(q, y_zp) if act == 1 else q)
             else:
                 q = _requantize(v, f[scale + c], y_zp, out_code)
                 if act == 1 and q < y_zp:
                     q = y_zp
-                _sti(m, dst, out_code, q)
+                _sti(mb, ms, dst, out_code, q)
 
 
 @njit(cache=True)
 def binary(m, g, a_code, b_code, d_code):
+    mf, mu, mb, ms = m
     a, b, dst, op = g[0] // _size(a_code), g[1] // _size(b_code), g[2] // _size(d_code), g[3]
     s0, s1, s2, s3, s4, s5 = g[5], g[6], g[7], g[8], g[9], g[10]
     f, f32 = m[0], a_code == b_code == d_code == FP32
@@ -444,15 +437,15 @@ def binary(m, g, a_code, b_code, d_code):
                             o += s5
                             continue
                         for i5 in range(s5):
-                            x, y = _ld(m, ia + i5 * g[16], a_code), _ld(m, ib + i5 * g[22], b_code)
+                            x, y = _ld(mf, mu, ia + i5 * g[16], a_code), _ld(mf, mu, ib + i5 * g[22], b_code)
                             if op == 0:
-                                _st(m, o, d_code, x + y)
+                                _st(mf, mu, o, d_code, x + y)
                             elif op == 1:
-                                _st(m, o, d_code, x - y)
+                                _st(mf, mu, o, d_code, x - y)
                             elif op == 2:
-                                _st(m, o, d_code, x * y)
+                                _st(mf, mu, o, d_code, x * y)
                             else:
-                                _st(m, o, d_code, x / y)
+                                _st(mf, mu, o, d_code, x / y)
                             o += 1
 
 
@@ -461,6 +454,7 @@ def qbinary(m, g, fl, code):
     """QLinearAdd (X = a: two FMAs and the contracted constant, as MLAS's AVX2 kernel) or QLinearMul
     (exact integer product, float32 scale, zero point added before rounding), saturated, on 8-bit
     codes of one type (ints [23:26] zero points of a, b and the output)."""
+    mf, mu, mb, ms = m
     a, b, o, op = g[0], g[1], g[2], g[3]       # 8-bit codes: byte addresses are element indices
     za, zb, zc = g[23], g[24], g[25]
     rx, ry, ratio = np.float32(fl[0]), np.float32(fl[1]), np.float32(fl[0])
@@ -473,18 +467,28 @@ def qbinary(m, g, fl, code):
                         ia = a + i0 * g[11] + i1 * g[12] + i2 * g[13] + i3 * g[14] + i4 * g[15]
                         ib = b + i0 * g[17] + i1 * g[18] + i2 * g[19] + i3 * g[20] + i4 * g[21]
                         for i5 in range(g[10]):
-                            x, y = _ldi(m, ia + i5 * g[16], code), _ldi(m, ib + i5 * g[22], code)
+                            x, y = _ldi(mb, ms, ia + i5 * g[16], code), _ldi(mb, ms, ib + i5 * g[22], code)
                             if op == 0:
                                 v = _fma(np.float32(x), rx, _fma(np.float32(y), ry, fixed))
                             else:
                                 v = np.float32(np.float32((x - za) * (y - zb)) * ratio) + np.float32(zc)
-                            _sti(m, o, code, _saturate(_rne_i32(v), code))
+                            _sti(mb, ms, o, code, _saturate(_rne_i32(v), code))
                             o += 1
 
 
 @njit(cache=True)
-def copy(m, g, s_code, d_code):
+def relu(m, g, s_code, d_code):
+    mf, mu, mb, ms = m
     src, dst = g[0] // _size(s_code), g[1] // _size(d_code)
+    for j in range(g[2]):
+        _st(mf, mu, dst + j, d_code, max(_ld(mf, mu, src + j, s_code), np.float32(0.0)))
+
+
+@njit(cache=True)
+def copy(m, g, s_code, d_code):
+    mf, mu, mb, ms = m
+    src, dst = g[0] // _size(s_code), g[1] // _size(d_code)
+    codes = _size(s_code) == 1 and _size(d_code) == 1
     for i0 in range(g[2]):
         for i1 in range(g[3]):
             for i2 in range(g[4]):
@@ -492,14 +496,20 @@ def copy(m, g, s_code, d_code):
                     for i4 in range(g[6]):
                         s = src + i0 * g[8] + i1 * g[9] + i2 * g[10] + i3 * g[11] + i4 * g[12]
                         d = dst + i0 * g[14] + i1 * g[15] + i2 * g[16] + i3 * g[17] + i4 * g[18]
+                        if codes:                    # 8-bit codes move as bytes
+                            for i5 in range(g[7]):
+                                mb[d + i5 * g[19]] = mb[s + i5 * g[13]]
+                            continue
                         for i5 in range(g[7]):
-                            _st(m, d + i5 * g[19], d_code, _ld(m, s + i5 * g[13], s_code))
+                            _st(mf, mu, d + i5 * g[19], d_code, _ld(mf, mu, s + i5 * g[13], s_code))
 
 
 @njit(cache=True)
 def pool(m, g, is_max, s_code, d_code):
+    mf, mu, mb, ms = m
     src, dst, planes, H, W, OH, OW = g[0] // _size(s_code), g[1] // _size(d_code), g[2], g[3], g[4], g[5], g[6]
     kh, kw, sh, sw, pt, pl, cip, pb, pr = g[7], g[8], g[9], g[10], g[11], g[12], g[13], g[14], g[15]
+    codes = is_max and _size(s_code) == 1          # maxpool on 8-bit codes (averages: qavgpool)
     for p in range(planes):
         base = src + p * H * W
         for oh in range(OH):
@@ -511,7 +521,9 @@ def pool(m, g, is_max, s_code, d_code):
                 for i in range(h0, h0 + kh):
                     for j in range(w0, w0 + kw):
                         if i >= 0 and i < H and j >= 0 and j < W:
-                            v = _ld(m, base + i * W + j, s_code)
+                            # max of 8-bit codes: exact as float32
+                            v = np.float32(_ldi(mb, ms, base + i * W + j, s_code)) if codes else \
+                                _ld(mf, mu, base + i * W + j, s_code)
                             count += 1
                             if is_max:
                                 acc = max(acc, v)
@@ -521,7 +533,10 @@ def pool(m, g, is_max, s_code, d_code):
                     if cip == 1:  # window clipped to the padded input, as ONNX Runtime does
                         count = (min(h0 + kh, H + pb) - h0) * (min(w0 + kw, W + pr) - w0)
                     acc = acc / count
-                _st(m, dst + (p * OH + oh) * OW + ow, d_code, acc)
+                if codes:
+                    _sti(mb, ms, dst + (p * OH + oh) * OW + ow, d_code, np.int64(acc))
+                else:
+                    _st(mf, mu, dst + (p * OH + oh) * OW + ow, d_code, acc)
 
 
 @njit(cache=True)
@@ -530,6 +545,7 @@ def qavgpool(m, g, fl, code):
     row-major order, / count (the kernel size with count_include_pad, else the taps inside), then
     zero point added before rounding) or, over a whole plane without pads, QLinearGlobalAveragePool
     (integer sum - x_zp * count, requantised with x_scale / (y_scale * count))."""
+    mf, mu, mb, ms = m
     src, dst, planes, H, W, OH, OW = g[0], g[1], g[2], g[3], g[4], g[5], g[6]   # byte = element
     kh, kw, sh, sw, pt, pl, cip = g[7], g[8], g[9], g[10], g[11], g[12], g[13]
     zx, zy, is_global = g[16], g[17], g[18]
@@ -545,33 +561,35 @@ def qavgpool(m, g, fl, code):
                 count = 0
                 for i in range(max(h0, 0), min(h0 + kh, H)):
                     for j in range(max(w0, 0), min(w0 + kw, W)):
-                        q = _ldi(m, base + i * W + j, code)
+                        q = _ldi(mb, ms, base + i * W + j, code)
                         isum += q
                         total += np.float32(q - zx) * xs
                         count += 1
                 d = dst + (p * OH + oh) * OW + ow
                 if is_global:
                     acc = np.int32(((isum - zx * count + 2 ** 31) & 0xFFFFFFFF) - 2 ** 31)
-                    _sti(m, d, code, _requantize(acc, global_scale, zy, code))
+                    _sti(mb, ms, d, code, _requantize(acc, global_scale, zy, code))
                 else:
                     avg = total / np.float32(kh * kw if cip == 1 else count)
-                    _sti(m, d, code, _saturate(_rne_i32(np.float32(avg / ys) + np.float32(zy)), code))
+                    _sti(mb, ms, d, code, _saturate(_rne_i32(np.float32(avg / ys) + np.float32(zy)), code))
 
 
 @njit(cache=True)
 def affine(m, g, s_code, scale_code, shift_code, d_code):
+    mf, mu, mb, ms = m
     src, scale, shift = g[0] // _size(s_code), g[1] // _size(scale_code), g[2] // _size(shift_code)
     dst, N, C, HW = g[3] // _size(d_code), g[4], g[5], g[6]
     for n in range(N):
         for c in range(C):
-            s, t = _ld(m, scale + c, scale_code), _ld(m, shift + c, shift_code)
+            s, t = _ld(mf, mu, scale + c, scale_code), _ld(mf, mu, shift + c, shift_code)
             base = (n * C + c) * HW
             for i in range(HW):
-                _st(m, dst + base + i, d_code, _ld(m, src + base + i, s_code) * s + t)
+                _st(mf, mu, dst + base + i, d_code, _ld(mf, mu, src + base + i, s_code) * s + t)
 
 
 @njit(cache=True)
 def lrn(m, g, fl, s_code, d_code):
+    mf, mu, mb, ms = m
     src, dst, N, C, HW, size = g[0] // _size(s_code), g[1] // _size(d_code), g[2], g[3], g[4], g[5]
     alpha, beta, bias = fl[0], fl[1], fl[2]
     lo, hi = (size - 1) // 2, size - 1 - (size - 1) // 2
@@ -580,29 +598,30 @@ def lrn(m, g, fl, s_code, d_code):
             for i in range(HW):
                 sq = np.float32(0.0)
                 for cc in range(max(0, c - lo), min(C, c + hi + 1)):
-                    v = _ld(m, src + (n * C + cc) * HW + i, s_code)
+                    v = _ld(mf, mu, src + (n * C + cc) * HW + i, s_code)
                     sq += v * v
-                x = _ld(m, src + (n * C + c) * HW + i, s_code)
-                _st(m, dst + (n * C + c) * HW + i, d_code, x / (bias + alpha / size * sq) ** beta)
+                x = _ld(mf, mu, src + (n * C + c) * HW + i, s_code)
+                _st(mf, mu, dst + (n * C + c) * HW + i, d_code, x / (bias + alpha / size * sq) ** beta)
 
 
 @njit(cache=True)
 def softmax(m, g, s_code, d_code):
     """exp(x - max) / sum, each exp rounded to fp32; the quotient is rounded once to the
     destination type (no intermediate is stored)."""
+    mf, mu, mb, ms = m
     src, dst, outer, L, inner = g[0] // _size(s_code), g[1] // _size(d_code), g[2], g[3], g[4]
     for o in range(outer):
         for i in range(inner):
             base = o * L * inner + i
             mx = -np.inf
             for l in range(L):
-                mx = max(mx, _ld(m, src + base + l * inner, s_code))
+                mx = max(mx, _ld(mf, mu, src + base + l * inner, s_code))
             total = np.float32(0.0)
             for l in range(L):
-                total += np.float32(math.exp(_ld(m, src + base + l * inner, s_code) - mx))
+                total += np.float32(math.exp(_ld(mf, mu, src + base + l * inner, s_code) - mx))
             for l in range(L):
-                e = np.float32(math.exp(_ld(m, src + base + l * inner, s_code) - mx))
-                _st(m, dst + base + l * inner, d_code, e / total)
+                e = np.float32(math.exp(_ld(mf, mu, src + base + l * inner, s_code) - mx))
+                _st(mf, mu, dst + base + l * inner, d_code, e / total)
 
 
 @njit(cache=True)
@@ -610,6 +629,7 @@ def qsoftmax(m, g, fl, code):
     """QLinearSoftmax on 8-bit codes: e from the fp32 table at x - max + 255 (int8: + 127,
     wrapped), a sequential float32 sum, rne(double(e) * floor(F(1 / y_scale)) / sum) + y_zp,
     saturated (the quotient in double, as onnxruntime)."""
+    mf, mu, mb, ms = m
     src, dst, outer, L, inner = g[0], g[1], g[2], g[3], g[4]   # byte = element
     table, y_zp, c = g[5] // 4, g[6], np.float64(fl[0])
     f = m[0]
@@ -618,22 +638,23 @@ def qsoftmax(m, g, fl, code):
             base = o * L * inner + i
             top = np.int64(-256)
             for l in range(L):
-                top = max(top, _ldi(m, src + base + l * inner, code))
+                top = max(top, _ldi(mb, ms, src + base + l * inner, code))
             total = np.float32(0.0)
             for l in range(L):
-                q = _ldi(m, src + base + l * inner, code)
+                q = _ldi(mb, ms, src + base + l * inner, code)
                 total += f[table + ((q - top + 127) & 0xFF if code == INT8 else q - top + 255)]
             for l in range(L):
-                q = _ldi(m, src + base + l * inner, code)
+                q = _ldi(mb, ms, src + base + l * inner, code)
                 e = f[table + ((q - top + 127) & 0xFF if code == INT8 else q - top + 255)]
                 r = np.rint(np.float64(e) * c / np.float64(total))
-                _sti(m, dst + base + l * inner, code, _saturate(np.int64(min(r, 2.0 ** 40)) + y_zp, code))
+                _sti(mb, ms, dst + base + l * inner, code, _saturate(np.int64(min(r, 2.0 ** 40)) + y_zp, code))
 
 
 @njit(cache=True)
 def quantize(m, g, is_quantize, s_code, d_code):
     """QuantizeLinear (rne(clamp(F(x / scale), qmin - zp, qmax - zp)) + zp; NaN -> qmin) or
     DequantizeLinear (F(float(q - zp) * scale)), per tensor or along an axis."""
+    mf, mu, mb, ms = m
     src, dst, outer, C, inner = g[0] // _size(s_code), g[1] // _size(d_code), g[2], g[3], g[4]
     scale, zp = g[5] // 4, g[6] // 4
     for o in range(outer):
@@ -643,12 +664,12 @@ def quantize(m, g, is_quantize, s_code, d_code):
             for i in range(inner):
                 if is_quantize:
                     lo, hi = _qrange(d_code)
-                    v = _ld(m, src + base + i, s_code) / s
+                    v = _ld(mf, mu, src + base + i, s_code) / s
                     v = v if v > np.float32(lo - z) else np.float32(lo - z)   # maxps: NaN gives the bound
                     v = v if v < np.float32(hi - z) else np.float32(hi - z)
-                    _sti(m, dst + base + i, d_code, np.int64(np.rint(v)) + z)
+                    _sti(mb, ms, dst + base + i, d_code, np.int64(np.rint(v)) + z)
                 else:
-                    _st(m, dst + base + i, d_code, np.float32(_ldi(m, src + base + i, s_code) - z) * s)
+                    _st(mf, mu, dst + base + i, d_code, np.float32(_ldi(mb, ms, src + base + i, s_code) - z) * s)
 
 
 @njit(cache=True)
@@ -660,6 +681,7 @@ def execute(opcode, operands, desc_int, desc_float, dram, spad_in, spad_w, acc, 
     am = (spad_in.view(np.float32), spad_in.view(np.uint16), spad_in, spad_in.view(np.int32))
     wm = (spad_w.view(np.float32), spad_w.view(np.uint16), spad_w, spad_w.view(np.int32))
     acc_m = (acc.view(np.float32), acc.view(np.uint16), acc, acc.view(np.int32))
+    f, wf = m[0], wm[0]
     for i in range(len(opcode)):
         op, a = opcode[i], operands[i]
         if op == LOAD_IM2COL:
@@ -668,7 +690,10 @@ def execute(opcode, operands, desc_int, desc_float, dram, spad_in, spad_w, acc, 
             src, tk, tn, stride, dst, s_code = a[0], a[1], a[2], a[3], a[4], a[5]
             s, d = src // _size(s_code), dst // _size(w_code)
             for k in range(tk):
-                _move(m, s + k * stride, s_code, wm, d + k * tn, w_code, tn)
+                if s_code == w_code == FP32:    # the common case, on views taken once
+                    wf[d + k * tn: d + (k + 1) * tn] = f[s + k * stride: s + k * stride + tn]
+                else:
+                    _move(m, s + k * stride, s_code, wm, d + k * tn, w_code, tn)
         elif op == LOAD_BIAS:
             src, tm, tn, s_code = a[0], a[1], a[2], a[4]
             dst = a[3] // 4                     # the accumulator holds 4-byte elements (fp32 or int32)
@@ -694,9 +719,7 @@ def execute(opcode, operands, desc_int, desc_float, dram, spad_in, spad_w, acc, 
             g, fl = desc_int[a[0]], desc_float[a[0]]
             quantised = _size(a[1]) == 1 and op != VEC_COPY and op != VEC_MAXPOOL   # on 8-bit codes
             if op == VEC_RELU:
-                s, d = g[0] // _size(a[1]), g[1] // _size(a[2])
-                for j in range(g[2]):
-                    _st(m, d + j, a[2], max(_ld(m, s + j, a[1]), np.float32(0.0)))
+                relu(m, g, a[1], a[2])
             elif op == VEC_BINARY:
                 if quantised:
                     qbinary(m, g, fl, a[1])

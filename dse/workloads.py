@@ -54,10 +54,13 @@ class Workload:
     batch: int = 1      # inferences per run; per-inference figures divide by it
     weight: float = 1.0  # share in the point's weighted-mean latency and energy
     quantize: Quantization | None = None  # evaluate an int8 copy of the (float) model
+    random_weights: bool = False  # a light zoo model with seeded random weights instead of its fills
 
     @property
     def label(self) -> str:
-        name = f"{self.model}[{self.quantize.label}]" if self.quantize else self.model
+        tags = [t for t in (self.quantize.label if self.quantize else "",
+                            "random weights" if self.random_weights and not self.quantize else "") if t]
+        name = f"{self.model}[{', '.join(tags)}]" if tags else self.model
         return name if self.batch == 1 else f"{name}@b{self.batch}"
 
     @functools.cached_property
@@ -68,6 +71,8 @@ class Workload:
             base = hashlib.sha256(_read_bytes(self.model)).hexdigest()
         if self.quantize:
             base += f"|{self.quantize.recipe}"
+        elif self.random_weights:
+            base += f"|light zoo weights seed {RANDOM_WEIGHTS_SEED}"
         return f"{base}|batch {self.batch}"
 
 
@@ -80,18 +85,24 @@ def parse(entries, where: str = "workloads") -> tuple:
             out.append(Workload(entry))
             continue
         if not isinstance(entry, dict) or "model" not in entry:
-            raise SpecError(f"{at}: give zoo:NAME, a .onnx path, or {{model, batch, weight, quantize}}; "
+            raise SpecError(f"{at}: give zoo:NAME, a .onnx path, or {{model, batch, weight, weights, quantize}}; "
                             f"got {entry!r}")
-        unknown = sorted(set(entry) - {"model", "batch", "weight", "quantize"})
+        unknown = sorted(set(entry) - {"model", "batch", "weight", "weights", "quantize"})
         if unknown:
-            raise SpecError(f"{at}: unknown key '{unknown[0]}'; allowed: model, batch, weight, quantize")
+            raise SpecError(f"{at}: unknown key '{unknown[0]}'; allowed: model, batch, weight, weights, quantize")
         batch, weight = entry.get("batch", 1), entry.get("weight", 1.0)
         if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
             raise SpecError(f"{at}.batch: must be an integer >= 1, got {batch!r}")
         if not isinstance(weight, (int, float)) or isinstance(weight, bool) or weight <= 0:
             raise SpecError(f"{at}.weight: must be a number > 0, got {weight!r}")
         quantize = _quantization(entry["quantize"], f"{at}.quantize") if "quantize" in entry else None
-        out.append(Workload(str(entry["model"]), batch, float(weight), quantize))
+        weights = entry.get("weights", "shipped")
+        if weights not in ("shipped", "random"):
+            raise SpecError(f"{at}.weights: got {weights!r}; allowed: shipped, random")
+        if weights == "random" and not str(entry["model"]).removeprefix("zoo:") in zoo.LIGHT:
+            raise SpecError(f"{at}.weights: random weights replace the fills of the light zoo models "
+                            f"({', '.join('zoo:' + n for n in zoo.LIGHT)}); got {entry['model']!r}")
+        out.append(Workload(str(entry["model"]), batch, float(weight), quantize, weights == "random"))
     if not out:
         raise SpecError(f"{where}: list at least one model to evaluate")
     labels = [w.label for w in out]
@@ -122,7 +133,13 @@ def _quantization(value, at: str) -> Quantization:
 def model_of(workload: Workload):
     """What graph_of compiles: the model (a path or ModelProto), or for a quantised
     workload the path of its cached int8 copy."""
-    return quantized_path(workload) if workload.quantize else zoo.resolve(workload.model)
+    if workload.quantize:
+        return quantized_path(workload)
+    model = zoo.resolve(workload.model)
+    if workload.random_weights:
+        proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
+        return zoo.with_random_weights(proto, seed=RANDOM_WEIGHTS_SEED, logits_rms=None)
+    return model
 
 
 @functools.lru_cache(maxsize=16)

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pandas as pd
+import pytest
 from onnx import helper
 
 from dse import zoo
@@ -211,3 +212,15 @@ def test_quantised_model_on_a_float_spec_and_float_model_on_the_int8_spec_are_cl
     assert "quantised" in line and "integer datapath" in line and "systolic_int8.yaml" in line
     line = _error_line(capsys, "run", "zoo:mlp", "--hw", INT8_SPEC, "--timing-only")
     assert "fc0" in line and "dse quantize" in line and "float" in line
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "hwspecs").glob("*.yaml") if p.name != "systolic.yaml"))
+def test_every_bundled_spec_sweeps_its_space_and_verifies_a_front_point(capsys, tmp_path, monkeypatch, name):
+    """Each bundled spec's own sweep and workloads (systolic.yaml's runs in test_default_spec_sweep_runs);
+    the int8 spec's quantised workloads are made in a fresh cache and verified bit for bit."""
+    monkeypatch.setenv("DSE_CACHE_DIR", str(tmp_path / "cache"))
+    code, out, err = run_cli(capsys, "sweep", ROOT / "hwspecs" / name, "--out", tmp_path / "r", "--verify", "1")
+    assert code == 0, err
+    assert "verify ok" in err and "verify FAIL" not in err
+    points = pd.read_csv(tmp_path / "r" / "points.csv")
+    assert len(points) >= 8 and points["feasible"].all()

@@ -29,7 +29,7 @@ def test_entries_parse_with_defaults_and_batch_reaches_the_graph():
 
 @pytest.mark.parametrize("entries, expected", [
     ([], "at least one model"),
-    ([{"batch": 2}], "{model, batch, weight, quantize}"),
+    ([{"batch": 2}], "{model, batch, weight, weights, quantize}"),
     ([{"model": "zoo:mlp", "batches": 2}], "unknown key 'batches'"),
     ([{"model": "zoo:mlp", "batch": 0}], "workloads[0].batch"),
     ([{"model": "zoo:mlp", "weight": -1}], "workloads[0].weight"),
@@ -155,3 +155,20 @@ def test_quantize_without_onnxruntime_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(SpecError, match=r"needs onnxruntime: pip install -e '\.\[quantize\]'"):
         _ = Workload("zoo:mlp", quantize=Quantization()).identity
+
+
+def test_random_weights_option_replaces_the_light_models_fills():
+    """`weights: random` (for narrow floats, whose range the constant fills overflow): seeded
+    He-scaled weights, its own identity and label, the same MACs; only light zoo models take it."""
+    shipped, random = parse([{"model": "zoo:squeezenet"}, {"model": "zoo:squeezenet", "weights": "random"}])
+    assert random.label == "zoo:squeezenet[random weights]" and random.identity != shipped.identity
+    g_shipped, g_random = graph_of(shipped), graph_of(random)
+    assert g_shipped.macs() == g_random.macs()
+    w = next(n.inputs[1] for n in g_random.nodes if n.op == "conv")
+    assert len(np.unique(g_random.constants[w])) > 100 and len(np.unique(g_shipped.constants[w])) == 1
+    assert np.array_equal(workloads.model_of(random).graph.initializer[0].raw_data,
+                          workloads.model_of(random).graph.initializer[0].raw_data)     # seeded
+    for entry, expected in (({"model": "zoo:mlp", "weights": "random"}, "light zoo models"),
+                            ({"model": "zoo:resnet50", "weights": "normal"}, "allowed: shipped, random")):
+        with pytest.raises(SpecError, match=expected):
+            parse([entry])

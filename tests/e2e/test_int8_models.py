@@ -117,3 +117,14 @@ def test_uint8_weights_with_a_zero_point_per_column():
     zero_points = [set(graph.tensors[n.inputs[1]].quant.zero_point) for n in graph.nodes if n.op == "gemm"]
     assert max(len(z) for z in zero_points) > 1
     check_bit_exact(path, load(INT8_SPEC))
+
+
+def test_qdq_int8_activations_are_one_clear_error_on_either_datapath():
+    """onnxruntime runs int8-activation QDQ Conv in float on x86, so the IR keeps it float: no
+    datapath here runs such a model; both refusals say why and what to do."""
+    from compiler.errors import CompileError
+    graph = compile_graph(str(quant_model_path("squeezenet", "qdq", False, "int8", "int8")))
+    with pytest.raises(CompileError, match="int8 activations.*--activation-type uint8"):
+        lower(graph, load(INT8_SPEC))
+    with pytest.raises(CompileError, match="quantised.*systolic_int8.yaml"):
+        lower(graph, load("hwspecs/systolic.yaml"))

@@ -74,6 +74,9 @@ class ArraySpec:
     rows: int = _f(32, "processing-element rows of the systolic array", minimum=1)
     cols: int = _f(32, "processing-element columns of the systolic array", minimum=1)
     dataflow: str = _f("weight_stationary", "which operand stays in the PEs", choices=DATAFLOWS)
+    macs_per_pe_cycle: int = _f(1, "MACs each PE completes per cycle in the spec's datatypes: a PE that packs "
+                                "narrow multipliers reduces that many consecutive K elements per cycle "
+                                "(TPU v1 runs 8-bit operands at twice its 16-bit rate)", minimum=1)
 
 
 @dataclass(frozen=True)

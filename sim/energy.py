@@ -19,9 +19,9 @@ The model, per component:
                     bytes moved x SRAM energy per byte (sram_pj_per_byte below).
   dram              bytes moved x 8 x the table's pJ/bit for memory.dram_type.
   leakage           leakage_w_per_mm2 x total area x latency.
-Areas: PE array = rows x cols x (multiplier + adder + pipeline registers for one input,
-one weight and one partial sum); each SRAM = KiB x bitcells / array efficiency; vector
-unit = lanes x (multiplier + adder) of its type; requantizer = cols x (multiplier + adder)
+Areas: PE array = rows x cols x (p x (multiplier + adder) + pipeline registers for p
+inputs, p weights and one partial sum), p = array.macs_per_pe_cycle; each SRAM = KiB x
+bitcells / array efficiency; vector unit = lanes x (multiplier + adder) of its type; requantizer = cols x (multiplier + adder)
 (one row of outputs per cycle), 0 on float datapaths. Power = energy / latency.
 """
 from __future__ import annotations
@@ -166,11 +166,13 @@ def sram_area_mm2(tech: Technology, capacity_kib: float) -> float:
     return capacity_kib * BITS_PER_KIB * tech.sram_bitcell_um2 / tech.sram_array_efficiency / UM2_PER_MM2
 
 
-def pe_area_um2(tech: Technology, input: str, weight: str, accumulator: str) -> float:
-    """One PE: multiplier (wider operand) + accumulator adder + registers holding one input,
-    one weight and one partial sum (the operands a systolic PE latches each cycle)."""
-    register_bits = DATATYPE_BITS[input] + DATATYPE_BITS[weight] + DATATYPE_BITS[accumulator]
-    return (max(tech.multiply_um2[input], tech.multiply_um2[weight]) + tech.add_um2[accumulator]
+def pe_area_um2(tech: Technology, input: str, weight: str, accumulator: str, macs_per_cycle: int = 1) -> float:
+    """One PE: per MAC it completes each cycle a multiplier (wider operand) and an accumulator-type
+    adder (the reduction tree and the accumulate), and registers latching that many inputs and
+    weights and one partial sum (the operands a systolic PE holds each cycle)."""
+    p = macs_per_cycle
+    register_bits = p * (DATATYPE_BITS[input] + DATATYPE_BITS[weight]) + DATATYPE_BITS[accumulator]
+    return (p * (max(tech.multiply_um2[input], tech.multiply_um2[weight]) + tech.add_um2[accumulator])
             + register_bits * tech.register_bit_um2)
 
 
@@ -202,7 +204,7 @@ def unit_costs(spec) -> UnitCosts:
     }
     area = {
         "pe_array": spec.array.rows * spec.array.cols
-        * pe_area_um2(tech, dt.input, dt.weight, dt.accumulator) / UM2_PER_MM2,
+        * pe_area_um2(tech, dt.input, dt.weight, dt.accumulator, spec.array.macs_per_pe_cycle) / UM2_PER_MM2,
         "vector_unit": spec.vector.lanes * (tech.multiply_um2[vector_type] + tech.add_um2[vector_type]) / UM2_PER_MM2,
         "requantizer": spec.array.cols * requant_um2 / UM2_PER_MM2,
         "input_scratchpad": sram_area_mm2(tech, mem.input_scratchpad_kib),

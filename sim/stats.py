@@ -17,14 +17,14 @@ DEFINITIONS = {
     "total_cycles": "cycles: from the first instruction's start to the last one's finish",
     "latency_s": "seconds: total_cycles / clock",
     "macs": "multiply-accumulates of the conv and gemm layers (one inference)",
-    "utilisation": "fraction: macs / (total_cycles x PE count)",
+    "utilisation": "fraction: macs / (total_cycles x PE count x macs_per_pe_cycle), of the array's peak",
     "achieved_ops_per_s": "ops/s: 2 x macs / latency_s",
     "engine_busy_cycles": "cycles each engine spends executing instructions",
     "bytes": "bytes moved per memory level (DRAM read+write; scratchpads and accumulator written+read)",
     "layer.cycles": "cycles from the layer's first instruction start to its last finish",
     "layer.compute_cycles": "cycles the layer's compute engine (matrix or vector) is busy",
     "layer.stall_cycles": "layer.cycles - layer.compute_cycles: waiting on memory or dependencies",
-    "layer.utilisation": "fraction: layer macs / (layer cycles x PE count); 0 for vector-unit layers",
+    "layer.utilisation": "fraction: layer macs / (layer cycles x peak MACs per cycle); 0 for vector-unit layers",
     "layer.vector_ops": "the layer's vector-unit element-ops",
     "layer.energy_j": "J: the layer's dynamic energy (MACs, vector ops, bytes moved); leakage excluded",
     "vector_ops": "element-ops of the vector unit (pooling, eltwise, softmax, ...) per inference",
@@ -115,7 +115,7 @@ def collect(program: Program, cycles: np.ndarray, start: np.ndarray, finish: np.
     spec = program.spec
     ins = program.instructions
     n_layers = len(program.layers)
-    pes = spec.array.rows * spec.array.cols
+    pes = spec.array.rows * spec.array.cols * spec.array.macs_per_pe_cycle   # peak MACs per cycle
     total = int(finish.max() - start.min()) if len(finish) else 0
     latency = total / (spec.clock_ghz * 1e9)
     macs = sum(layer.macs for layer in program.layers)

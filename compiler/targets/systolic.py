@@ -47,7 +47,7 @@ def budget_of(spec: SystolicSpec) -> Budget:
                   acc_bytes=int(mem.accumulator_kib * 1024), dram_bytes_per_cycle=spec.dram_bytes_per_cycle,
                   dram_latency=mem.dram_latency_cycles, double_buffer=mem.double_buffer,
                   input_elem_bytes=ELEMENT_BYTES[dt.input], weight_elem_bytes=ELEMENT_BYTES[dt.weight],
-                  acc_elem_bytes=ELEMENT_BYTES[dt.accumulator])
+                  acc_elem_bytes=ELEMENT_BYTES[dt.accumulator], macs_per_pe_cycle=spec.array.macs_per_pe_cycle)
 
 
 INT8 = ("uint8", "int8")

@@ -11,6 +11,10 @@ N = filters):
     weight_stationary: S_R = K, S_C = N, T = M
     output_stationary: S_R = M, S_C = N, T = K
     input_stationary:  S_R = K, S_C = M, T = N
+A PE may complete p = `array.macs_per_pe_cycle` MACs per cycle (sub-word parallelism for narrow
+types: Jouppi et al., "In-Datacenter Performance Analysis of a Tensor Processing Unit", ISCA
+2017, run 8-bit operands at twice the 16-bit rate): it reduces p consecutive K elements per
+cycle, so K maps as ceil(K / p) in the formulas above.
 """
 from __future__ import annotations
 
@@ -30,9 +34,10 @@ def spatial_temporal(dataflow: str, m, k, n):
     raise ValueError(f"unknown dataflow {dataflow!r}")
 
 
-def matmul_cycles(dataflow: str, rows: int, cols: int, m, k, n):
-    """Cycles for acc[m,n] += a[m,k] @ w[k,n] on a rows x cols array (arrays broadcast)."""
-    s_r, s_c, t = spatial_temporal(dataflow, np.asarray(m, np.int64), np.asarray(k, np.int64),
-                                   np.asarray(n, np.int64))
+def matmul_cycles(dataflow: str, rows: int, cols: int, m, k, n, macs_per_pe_cycle: int = 1):
+    """Cycles for acc[m,n] += a[m,k] @ w[k,n] on a rows x cols array (arrays broadcast). A PE doing
+    p MACs per cycle reduces p consecutive k at once, so the GEMM maps as one with ceil(k / p)."""
+    k = -(-np.asarray(k, np.int64) // macs_per_pe_cycle)
+    s_r, s_c, t = spatial_temporal(dataflow, np.asarray(m, np.int64), k, np.asarray(n, np.int64))
     folds = -(-s_r // rows) * -(-s_c // cols)
     return folds * (2 * rows + cols + t - 2)

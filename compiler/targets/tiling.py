@@ -60,6 +60,7 @@ class Budget:
     input_elem_bytes: int = BYTES
     weight_elem_bytes: int = BYTES
     acc_elem_bytes: int = BYTES
+    macs_per_pe_cycle: int = 1      # K elements a PE reduces per cycle
 
 
 def _candidates(dim: int, unit: int) -> list:
@@ -79,7 +80,8 @@ def im2col_read_bytes(geom, m0, tm, k0, tk, elem_bytes=BYTES):
     return im2col_elems(*geom, m0, tm, k0, tk) * elem_bytes
 
 
-def _matrix_cycles(dataflow: str, rows: int, cols: int, m: int, k: int, n: int, tms, tks, tns) -> np.ndarray:
+def _matrix_cycles(dataflow: str, rows: int, cols: int, m: int, k: int, n: int, tms, tks, tns,
+                   macs_per_pe_cycle: int = 1) -> np.ndarray:
     """Matrix-unit cycles [len(tms), len(tks), len(tns)] of every tile-size combination: each
     dimension splits into full tiles and at most one smaller edge tile, so a GEMM has up to
     2x2x2 kinds of tile, each priced exactly and weighted by how many there are."""
@@ -89,7 +91,7 @@ def _matrix_cycles(dataflow: str, rows: int, cols: int, m: int, k: int, n: int, 
         shape[axis], shape[axis + 3] = 2, len(t)
         sizes.append(np.stack([t, dim % t]).reshape(shape))
         counts.append(np.stack([dim // t, dim % t > 0]).reshape(shape))
-    cycles = matmul_cycles(dataflow, rows, cols, *sizes)
+    cycles = matmul_cycles(dataflow, rows, cols, *sizes, macs_per_pe_cycle)
     return (counts[0] * counts[1] * counts[2] * cycles).sum(axis=(0, 1, 2))
 
 
@@ -100,7 +102,7 @@ def choose_tiling(b: Budget, m: int, k: int, n: int, layer: str, geom=None, x_el
     best = _search(b, m, k, n, geom, x_elem_bytes, out_elem_bytes)
     if best is not None:
         return best
-    tms, tks, tns = _priced_candidates(b.dataflow, b.rows, b.cols, m, k, n, geom)[:3]
+    tms, tks, tns = _priced_candidates(b.dataflow, b.rows, b.cols, m, k, n, geom, b.macs_per_pe_cycle)[:3]
     tm, tk, tn = int(tms[0]), int(tks[0]), int(tns[0])      # the smallest candidate tile, single-buffered
     raise CompileError(
         f"layer '{layer}': no tile fits the on-chip memories: the smallest tile the search tries "
@@ -111,7 +113,8 @@ def choose_tiling(b: Budget, m: int, k: int, n: int, layer: str, geom=None, x_el
 
 @functools.lru_cache(maxsize=4096)
 def _search(b: Budget, m: int, k: int, n: int, geom, x_elem_bytes: int, out_elem_bytes: int) -> Tiling | None:
-    tms, tks, tns, compute, a_elems = _priced_candidates(b.dataflow, b.rows, b.cols, m, k, n, geom)
+    tms, tks, tns, compute, a_elems = _priced_candidates(b.dataflow, b.rows, b.cols, m, k, n, geom,
+                                                         b.macs_per_pe_cycle)
     elem_bytes = np.array([x_elem_bytes, b.input_elem_bytes, b.weight_elem_bytes, b.acc_elem_bytes,
                            out_elem_bytes], np.int64)
     tm, tk, tn, buffers, m_outer, est = _best(
@@ -123,7 +126,8 @@ def _search(b: Budget, m: int, k: int, n: int, geom, x_elem_bytes: int, out_elem
 
 
 @functools.lru_cache(maxsize=4096)
-def _priced_candidates(dataflow: str, rows: int, cols: int, m: int, k: int, n: int, geom) -> tuple:
+def _priced_candidates(dataflow: str, rows: int, cols: int, m: int, k: int, n: int, geom,
+                       macs_per_pe_cycle: int = 1) -> tuple:
     """Tile sizes to try per dimension, with what their price owes nothing to the memories (so
     design points that differ only in memory share it): matrix-unit cycles [tm, tk, tn] and the
     DRAM elements one A tile reads [tm, tk]. The Numba search loop gets these, and the element
@@ -133,8 +137,9 @@ def _priced_candidates(dataflow: str, rows: int, cols: int, m: int, k: int, n: i
     # so every candidate fills the array; the others grow from 16.
     unit = {"m": 16, "k": 16, "n": 16}
     unit[s_r], unit[s_c] = rows, cols
+    unit["k"] *= macs_per_pe_cycle            # a PE reduces that many k per cycle: a fold spans rows x p of K
     tms, tks, tns = (np.array(_candidates(dim, unit[d]), np.int64) for d, dim in (("m", m), ("k", k), ("n", n)))
-    compute = _matrix_cycles(dataflow, rows, cols, m, k, n, tms, tks, tns)
+    compute = _matrix_cycles(dataflow, rows, cols, m, k, n, tms, tks, tns, macs_per_pe_cycle)
     a_elems = (im2col_elems(*geom, 0, tms[:, None], 0, tks[None, :]) if geom
                else tms[:, None] * tks[None, :])
     return tms, tks, tns, compute, a_elems

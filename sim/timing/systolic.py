@@ -26,7 +26,7 @@ def instruction_cycles(program: Program, ideal_memory: bool = False) -> np.ndarr
 
     mm = ins.opcode == OPCODE_ID["matmul"]
     cycles[mm] = matmul_cycles(spec.array.dataflow, spec.array.rows, spec.array.cols,
-                               ops[mm, 3], ops[mm, 4], ops[mm, 5])
+                               ops[mm, 3], ops[mm, 4], ops[mm, 5], spec.array.macs_per_pe_cycle)
 
     dma = (ins.engine == ENGINE_ID["dma_load"]) | (ins.engine == ENGINE_ID["dma_store"])
     vec = ins.engine == ENGINE_ID["vector"]

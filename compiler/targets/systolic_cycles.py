@@ -13,8 +13,9 @@ N = filters):
     input_stationary:  S_R = K, S_C = M, T = N
 A PE may complete p = `array.macs_per_pe_cycle` MACs per cycle (sub-word parallelism for narrow
 types: Jouppi et al., "In-Datacenter Performance Analysis of a Tensor Processing Unit", ISCA
-2017, run 8-bit operands at twice the 16-bit rate): it reduces p consecutive K elements per
-cycle, so K maps as ceil(K / p) in the formulas above.
+2017: the matrix unit runs 8x8-bit MACs at full rate, half rate with one 16-bit operand, a
+quarter with two): it reduces p consecutive K elements per cycle, so K maps as ceil(K / p) in
+the formulas above.
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """`array.macs_per_pe_cycle`: a PE completing p MACs per cycle reduces p consecutive K elements
-at once (narrow types packed into one PE; TPU v1 runs 8-bit operands at twice its 16-bit rate).
+at once (narrow types packed into one PE; TPU v1 runs 8x8-bit MACs at four times its 16x16-bit rate).
 Cycles follow the fold formula with K -> ceil(K / p); outputs do not change; the PE array's area
 grows with its multipliers; utilisation is measured against the p-fold peak."""
 import dataclasses

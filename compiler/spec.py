@@ -76,7 +76,8 @@ class ArraySpec:
     dataflow: str = _f("weight_stationary", "which operand stays in the PEs", choices=DATAFLOWS)
     macs_per_pe_cycle: int = _f(1, "MACs each PE completes per cycle in the spec's datatypes: a PE that packs "
                                 "narrow multipliers reduces that many consecutive K elements per cycle "
-                                "(TPU v1: full rate for 8x8-bit, half with one 16-bit operand, quarter with two)", minimum=1)
+                                "(TPU v1: full rate for 8x8-bit, half with one 16-bit operand, quarter with two)",
+                                minimum=1)
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,9 @@ An op takes its quantised meaning from its tensor types:
              QLinearConv / QLinearMatMul / QGemm (section 2): int32 acc of (x-zx)(w-zw)
              + b, requantised with F(F(F(alpha*x_s)*w_s[c])/y_s); gemm attr alpha
              (default 1.0, QGemm only). activation relu clamps the codes at y_zp.
-             Output int32 (no quant, no bias) = ConvInteger/MatMulInteger's accumulator;
+             Output int32 (no quant, no bias) = ConvInteger/MatMulInteger's accumulator, which
+             also takes s8 x u8 (onnxruntime 1.32 runs all four pairs; its QLinear* kernels do not);
+             reshape and identity may view it, nothing computes on it;
              gemm output fp32 = QGemm without y_scale, F(float(acc) * F(F(alpha*x_s)*w_s)).
   add mul    a, b, y the same 8-bit dtype, per tensor: QLinearAdd / QLinearMul (section 3).
   avgpool    QLinearAveragePool (float window sum, section 3); when the kernel covers the
@@ -282,6 +284,8 @@ def _check_node_types(graph: Graph, node: Node, where: str) -> None:
             fail("inputs and output must be 8-bit codes of one dtype, quantised per tensor")
         if node.op == "softmax":
             _check_table(graph, node.inputs[1], "float32", fail)
+    elif node.op in ("reshape", "identity") and out.dtype == "int32" and ins[0].dtype == "int32":
+        return                                    # a view of an int32 accumulator
     elif node.op in CODE_MOVES:
         if any(t.dtype != out.dtype or t.quant != out.quant for t in ins) or not out.quantised:
             fail("moves 8-bit codes, so every input and the output need the same dtype and quant")
@@ -312,8 +316,11 @@ def _check_linear(graph: Graph, node: Node, ins, out, fail) -> None:
         fail("quantised conv/gemm needs 8-bit activations quantised per tensor")
     if not w.quantised or node.inputs[1] not in graph.constants:
         fail("quantised conv/gemm needs constant 8-bit weights")
-    if (x.dtype, w.dtype) not in (("uint8", "uint8"), ("uint8", "int8"), ("int8", "int8")):
-        fail("activation x weight dtypes must be u8 x u8, u8 x s8 or s8 x s8 (onnxruntime's kernels)")
+    pairs = (("uint8", "uint8"), ("uint8", "int8"), ("int8", "int8")) + (
+        (("int8", "uint8"),) if out.dtype == "int32" else ())
+    if (x.dtype, w.dtype) not in pairs:
+        fail("activation x weight dtypes must be u8 x u8, u8 x s8 or s8 x s8 (onnxruntime's kernels; "
+             "an int32 accumulator output also s8 x u8)")
     channel_axis = 0 if node.op == "conv" else 1
     if w.quant.axis not in (None, channel_axis):
         fail(f"weights must be quantised per tensor or along axis {channel_axis} (output channels)")

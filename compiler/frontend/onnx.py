@@ -1,7 +1,8 @@
 """ONNX front end: `load_model(path or ModelProto) -> Graph` (the IR of compiler/ir.py).
 
 Reads the file (external data only from inside the model's folder), checks the
-opset (7..21), types the runtime inputs (symbolic dims -> 1 unless overridden),
+opset (7..21), types the runtime inputs (float32, or uint8/int8 codes whose Quant the
+first quantised op reading them gives: onnx_quant_params; symbolic dims -> 1 unless overridden),
 rewrites QDQ groups into quantised ops as onnxruntime does (onnx_qdq), folds
 all-constant nodes with NumPy (onnx_fold) and converts the rest through the op
 tables (onnx_ops, and onnx_quant for quantised ops, com.microsoft included).
@@ -24,6 +25,8 @@ from compiler.frontend.onnx_quant import MS_OPS
 from compiler.frontend.onnx_quant import OPS as QUANT_OPS
 from compiler.ir import Graph, Node, TensorType
 
+INPUT_TYPES = {TensorProto.FLOAT: "fp32", TensorProto.UINT8: "uint8", TensorProto.INT8: "int8"}
+
 OPSET_MIN, OPSET_MAX = 7, 21
 DEFAULT_DOMAINS = ("", "ai.onnx")
 MS_DOMAIN = "com.microsoft"
@@ -31,6 +34,8 @@ OPS = {**LAYER_OPS, **QUANT_OPS}
 # ONNX ops that may read 8-bit codes: they move codes (docs/int8_datapath.md section 6)
 CODE_OPS = ("MaxPool", "GlobalMaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze",
             "Identity", "Dropout", "Concat")
+# ONNX ops that may read an int32 accumulator (ConvInteger/MatMulInteger output): views of it
+VIEW_OPS = ("Reshape", "Flatten", "Squeeze", "Unsqueeze", "Identity")
 
 
 def load_model(model, input_shapes: dict | None = None) -> Graph:
@@ -55,6 +60,7 @@ def load_model(model, input_shapes: dict | None = None) -> Graph:
     except CompileError as exc:
         raise CompileError(f"{where}: {exc}") from None
     ir.outputs = [_output(o.name, consts, types, ir, where) for o in graph.output]
+    _check_bound(ir, where)
     return ir.verify()
 
 
@@ -136,9 +142,10 @@ def _input_types(graph, consts: dict, overrides: dict, where: str) -> dict:
                            f"inputs: {[value.name for value in runtime]}")
     for value in runtime:
         tensor_type = value.type.tensor_type
-        if tensor_type.elem_type != TensorProto.FLOAT:
+        if tensor_type.elem_type not in INPUT_TYPES:
             name = TensorProto.DataType.Name(tensor_type.elem_type)
-            raise CompileError(f"{where}: input '{value.name}' has type {name}; allowed: FLOAT")
+            allowed = ", ".join(TensorProto.DataType.Name(t) for t in INPUT_TYPES)
+            raise CompileError(f"{where}: input '{value.name}' has type {name}; allowed: {allowed}")
         declared = None
         if tensor_type.HasField("shape"):
             declared = tuple(d.dim_value if d.dim_value > 0 else 1 for d in tensor_type.shape.dim)
@@ -150,7 +157,7 @@ def _input_types(graph, consts: dict, overrides: dict, where: str) -> dict:
         if (declared is not None and len(shape) != len(declared)) or min(shape, default=1) < 1:
             raise CompileError(f"{where}: input_shapes['{value.name}']={shape} does not fit "
                                f"the declared rank {len(declared or ())} with positive dims")
-        types[value.name] = TensorType(shape)
+        types[value.name] = TensorType(shape, INPUT_TYPES[tensor_type.elem_type])   # 8-bit: no Quant yet
     return types
 
 
@@ -196,22 +203,44 @@ def _check_inputs(node, name: str, consts: dict, types: dict) -> None:
 
 
 def _check_codes(node, name: str, types: dict) -> None:
-    """Float ops may not read 8-bit codes; ops that move codes need one dtype and quant."""
+    """Float ops may not read 8-bit codes; ops that move codes need one dtype and quant; an
+    int32 accumulator may only be viewed; an 8-bit graph input is first read by a quantised op."""
     if node.op_type in QUANT_OPS:
         return
     quantised = [types[v] for v in node.input if v in types and types[v].dtype != "fp32"]
     if not quantised:
         return
     where = f"node '{name}' ({node.op_type})"
+    if any(t.dtype == "int32" for t in quantised) and node.op_type not in VIEW_OPS:
+        raise CompileError(f"{where}: an input holds an int32 accumulator (ConvInteger/MatMulInteger "
+                           f"output); it may only be a graph output or viewed ({', '.join(VIEW_OPS)})")
     if node.op_type not in CODE_OPS:
         raise CompileError(f"{where}: an input holds {quantised[0].dtype} codes; {node.op_type} "
                            "computes in float32 (dequantize first), and on codes only "
                            f"{', '.join(CODE_OPS)} (which move them) are allowed")
+    unbound = next((v for v in node.input if v in types and types[v].quantised and types[v].quant is None), None)
+    if unbound is not None:
+        raise CompileError(f"{where}: input '{unbound}' is a {types[unbound].dtype} graph input read "
+                           f"before any quantised op gives its scale and zero point; the first op to "
+                           f"read it must be one that does ({_QUANT_READERS})")
     data = [v for v in node.input[:None if node.op_type == "Concat" else 1] if v]
     first = (quantised[0].dtype, quantised[0].quant)
     if any(v not in types or (types[v].dtype, types[v].quant) != first for v in data):
         raise CompileError(f"{where}: inputs mix codes of different dtype or quantisation "
                            "parameters (or constants); moving codes needs them all equal")
+
+
+_QUANT_READERS = ("QLinearConv, QLinearMatMul, ConvInteger, MatMulInteger, DequantizeLinear, "
+                  f"or a {MS_DOMAIN} QLinear op")
+
+
+def _check_bound(ir: Graph, where: str) -> None:
+    """Every 8-bit graph input got its Quant from an op that reads it (onnx_quant_params)."""
+    for name in ir.inputs:
+        t = ir.tensors[name]
+        if t.quantised and t.quant is None:
+            raise CompileError(f"{where}: input '{name}' is {t.dtype} and no op gives its scale and zero "
+                               f"point; an 8-bit input must be read by {_QUANT_READERS}")
 
 
 def _fold_node(node, name: str, opset: int, consts: dict, types: dict) -> bool:
@@ -239,7 +268,10 @@ def _fold_node(node, name: str, opset: int, consts: dict, types: dict) -> bool:
 
 def _unsupported(node, name: str) -> CompileError:
     hint = ""
-    if node.op_type in FOLDS:
+    if node.op_type == "DynamicQuantizeLinear":
+        hint = (" (dynamic quantisation: zero points must be constants; quantise statically, "
+                "e.g. dse quantize)")
+    elif node.op_type in FOLDS:
         hint = " (it is evaluated only when all its inputs are compile-time constants)"
     return CompileError(f"node '{name}': op {node.op_type} is not supported{hint}; "
                         f"supported ops: {', '.join(sorted(OPS))}; {MS_DOMAIN} ops: "

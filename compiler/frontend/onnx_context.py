@@ -132,7 +132,8 @@ class NodeContext:
              **attrs) -> str:
         """Append one IR node; `output` defaults to a fresh intermediate name. The output is
         float32 unless `out_type` (a TensorType whose dtype and quant are taken) says; ops
-        that move 8-bit codes (ir.CODE_MOVES) inherit their input's dtype and quant."""
+        that move 8-bit codes (ir.CODE_MOVES) or view an int32 accumulator inherit their
+        input's dtype and quant."""
         if output is None:
             output = self.fresh(f"{self.outputs[0]}/{op}")
         shape = tuple(int(d) for d in shape)
@@ -140,7 +141,7 @@ class NodeContext:
             raise self.error(f"computed output shape {shape} has an empty dimension")
         if out_type is None and op in CODE_MOVES:
             source = self.result.types.get(inputs[0]) or self._types.get(inputs[0])
-            out_type = source if source is not None and source.quantised else None
+            out_type = source if source is not None and source.dtype != "fp32" else None
         self.result.nodes.append(Node(op, self.name, tuple(inputs), (output,), attrs))
         self.result.types[output] = (TensorType(shape) if out_type is None
                                      else TensorType(shape, out_type.dtype, out_type.quant))

@@ -1,9 +1,12 @@
 """Quantised ONNX ops (QOperator format) -> IR ops on 8-bit tensors: QuantizeLinear,
-DequantizeLinear, QLinearConv, QLinearMatMul and, in the com.microsoft domain, QGemm,
-QLinearAdd, QLinearMul, QLinearAveragePool, QLinearGlobalAveragePool, QLinearConcat,
+DequantizeLinear, QLinearConv, QLinearMatMul, ConvInteger, MatMulInteger and, in the com.microsoft
+domain, QGemm, QLinearAdd, QLinearMul, QLinearAveragePool, QLinearGlobalAveragePool, QLinearConcat,
 QLinearSigmoid, QLinearLeakyRelu and QLinearSoftmax. The IR meaning of each is in
 compiler/ir.py's docstring, the arithmetic in docs/int8_datapath.md. Tables for lookup and
 softmax are computed here at compile time (quant_tables). `OPS` and `MS_OPS` are op tables.
+ConvInteger and MatMulInteger give conv/gemm with an int32 output (the accumulator): they have no
+scales, so their 8-bit operand keeps the scale it carries, or takes 1.0 (never read) when it has
+none yet (an 8-bit graph input, a constant); its zero point must be the node's.
 """
 from __future__ import annotations
 
@@ -15,17 +18,18 @@ from compiler.frontend.onnx_ops import conv_geometry, pool_geometry
 from compiler.frontend.onnx_quant_params import (
     NUMPY_TO_IR,
     bind_operand,
+    carried,
     out_type,
     read_quant,
 )
-from compiler.ir import Quant
+from compiler.ir import Quant, TensorType
 
 LINEAR_PAIRS = (("uint8", "uint8"), ("uint8", "int8"), ("int8", "int8"))   # qlinearconv.cc, MLAS
 
 
 def _codes_dtype(ctx: NodeContext, i: int) -> str | None:
     """The dtype of run-time input i, which must hold 8-bit codes; None for a constant."""
-    t = ctx.type(i)
+    t = carried(ctx, i)
     if t is None:
         return None
     if not t.quantised:
@@ -78,7 +82,7 @@ def DequantizeLinear(ctx: NodeContext) -> Converted:
 
 # ---- convolution and matrix products ---------------------------------------------------
 
-def _weight(ctx: NodeContext, i: int, scale_i: int, zp_i: int, axis: int, channels: int,
+def _weight(ctx: NodeContext, i: int, scale_i: int | None, zp_i: int, axis: int, channels: int,
             value: np.ndarray | None = None) -> tuple:
     """(IR constant name, dtype, Quant) of a constant 8-bit weight (per tensor or per channel)."""
     raw = np.asarray(ctx.const(i, "weight"))
@@ -199,6 +203,54 @@ def _qgemm_bias(ctx: NodeContext, m: int, n: int) -> list:
     if not np.all(full == full[:1]):
         raise ctx.error(f"C of shape {list(c.shape)} varies along M; only a per-column bias is supported")
     return [ctx.constant("c", full[0], "int32")]
+
+
+# ---- ConvInteger / MatMulInteger: the int32 accumulator ---------------------------------
+
+def _accumulator_operand(ctx: NodeContext, i: int, zp_i: int, what: str) -> str:
+    """IR name of ConvInteger's x / MatMulInteger's A: 8-bit codes whose zero point is the scalar
+    constant input zp_i. The int32 output never reads a scale, so a tensor that carries one keeps
+    it (only its zero point must agree) and one without (see the module docstring) takes 1.0."""
+    for k, name in ((zp_i, what), (zp_i + 1, "w" if what == "x" else "b")):
+        if ctx.has_input(k) and not ctx.is_const(k):
+            raise ctx.error(f"input '{ctx.inputs[k]}' ({name}_zero_point) is computed at run time; dynamic "
+                            "quantisation (DynamicQuantizeLinear) is not supported: zero points must be "
+                            "constants (initializers)")
+    dtype = _codes_dtype(ctx, i) or NUMPY_TO_IR.get(np.asarray(ctx.const(i, what)).dtype)
+    if dtype not in ("uint8", "int8"):
+        raise ctx.error(f"input '{ctx.inputs[i]}' ({what}) is {dtype or ctx.const(i, what).dtype}; "
+                        "allowed: uint8, int8")
+    dtype, quant = read_quant(ctx, None, zp_i, what, dtype=dtype)
+    have = carried(ctx, i)
+    if have is not None and have.quant is not None:
+        if not have.quant.per_tensor or have.quant.zero_point != quant.zero_point:
+            raise ctx.error(f"input '{ctx.inputs[i]}' ({what}) holds codes {{{have.quant}}} but the node's "
+                            f"{what}_zero_point is {quant.zero_point[0]}; they must agree, per tensor (a graph "
+                            "input's parameters are those of the first quantised op that reads it)")
+        quant = have.quant
+    return bind_operand(ctx, i, dtype, quant, what)
+
+
+def ConvInteger(ctx: NodeContext) -> Converted:
+    """int32 conv of (x - x_zero_point) and (w - w_zero_point); attributes as Conv; every 8-bit pair."""
+    x = _accumulator_operand(ctx, 0, 2, "x")
+    shape, attrs = conv_geometry(ctx, tuple(np.shape(ctx.const(1, "w"))))
+    if ctx.has_input(3) and np.size(ctx.const(3, "w_zero_point")) != 1:
+        raise ctx.error(f"input '{ctx.inputs[3]}' (w_zero_point) has {np.size(ctx.const(3, 'w_zero_point'))} "
+                        "values; allowed: one (onnxruntime's ConvInteger refuses per-channel weight zero "
+                        "points: 'Non per-tensor quantization is not supported now', conv_integer.cc)")
+    w = _weight(ctx, 1, None, 3, 0, shape[1])[0]
+    ctx.emit("conv", [x, w], shape, ctx.outputs[0], out_type=TensorType((), "int32"), **attrs)
+    return ctx.done()
+
+
+def MatMulInteger(ctx: NodeContext) -> Converted:
+    """int32 A @ B of (A - a_zero_point) and (B - b_zero_point); B constant [K, N], its zero point
+    per tensor or per column; N-D A is reshaped to [M, K] and back, as QLinearMatMul."""
+    x = _accumulator_operand(ctx, 0, 2, "a")
+    b = _constant_b(ctx, 1, ctx.shape(0)[-1])
+    _gemm(ctx, x, ctx.shape(0), _weight(ctx, 1, None, 3, 1, b.shape[1]), [], TensorType((), "int32"))
+    return ctx.done()
 
 
 # ---- element-wise and pooling (com.microsoft) -----------------------------------------------
@@ -338,6 +390,7 @@ def QLinearSoftmax(ctx: NodeContext) -> Converted:
 OPS = {
     "QuantizeLinear": QuantizeLinear, "DequantizeLinear": DequantizeLinear,
     "QLinearConv": QLinearConv, "QLinearMatMul": QLinearMatMul,
+    "ConvInteger": ConvInteger, "MatMulInteger": MatMulInteger,
 }
 MS_OPS = {
     "QGemm": QGemm, "QLinearAdd": _binary("add"), "QLinearMul": _binary("mul"),

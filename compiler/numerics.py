@@ -34,11 +34,11 @@ def _check(dtype: str) -> None:
 
 def _encode_int(values, dtype: str) -> np.ndarray:
     x = np.asarray(values)
-    out = x.astype(STORAGE[dtype])
-    if not np.array_equal(out, x):
-        raise ValueError(f"values are not {dtype} integers (a quantised tensor holds codes; "
-                         f"quantise float data first)")
-    return out
+    info = np.iinfo(STORAGE[dtype])
+    if x.size and not (np.array_equal(x, np.round(x)) and x.min() >= info.min and x.max() <= info.max):
+        raise ValueError(f"values are not {dtype} integers in {info.min}..{info.max} (a quantised tensor "
+                         f"holds codes; quantise float data first)")
+    return x.astype(STORAGE[dtype])
 
 
 def encode(values, dtype: str) -> np.ndarray:

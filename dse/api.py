@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from compiler import spec as specmod
+from compiler.numerics import INT_TYPES, STORAGE
 from compiler.pipeline import compile_model
 from compiler.program import Program
 from dse import zoo
@@ -34,9 +35,18 @@ def load_spec(hw):
 
 
 def random_inputs(program: Program, seed: int = 0) -> dict:
-    """Seeded standard-normal inputs of the program's input shapes."""
+    """Seeded inputs of the program's input shapes: standard-normal floats, or uniform codes over
+    an integer input's whole range."""
     rng = np.random.default_rng(seed)
-    return {n: rng.standard_normal(program.regions[n].shape).astype(np.float32) for n in program.inputs}
+    out = {}
+    for name in program.inputs:
+        region = program.regions[name]
+        if region.dtype in INT_TYPES:
+            info = np.iinfo(STORAGE[region.dtype])
+            out[name] = rng.integers(info.min, info.max, region.shape, endpoint=True).astype(STORAGE[region.dtype])
+        else:
+            out[name] = rng.standard_normal(region.shape).astype(np.float32)
+    return out
 
 
 def compile(model, hw="hwspecs/systolic.yaml") -> Program:  # noqa: A001 - mirrors `dse compile`

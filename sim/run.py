@@ -40,7 +40,10 @@ def place_inputs(program: Program, inputs: dict, dram: np.ndarray) -> None:
         value = np.asarray(inputs[name])
         if tuple(value.shape) != tuple(region.shape):
             raise SimError(f"input '{name}' has shape {list(value.shape)}, the model expects {list(region.shape)}")
-        raw = encode(value.ravel(), region.dtype).view(np.uint8)
+        try:
+            raw = encode(value.ravel(), region.dtype).view(np.uint8)
+        except ValueError as exc:
+            raise SimError(f"input '{name}': {exc} (the model takes {region.dtype} here)") from None
         dram[region.offset: region.offset + raw.size] = raw
 
 

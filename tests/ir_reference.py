@@ -212,8 +212,12 @@ def _dequantize(graph: Graph, node: Node, args):
 
 
 def _move_codes(graph: Graph, node: Node, args):
-    """maxpool/reshape/transpose/identity/concat on codes: the float op on exact small integers."""
+    """maxpool/reshape/transpose/identity/concat on codes: the float op on exact small integers
+    (an int32 accumulator, which only reshape and identity view, keeps its type: float32 would
+    round it above 2^24)."""
     ty = graph.tensors[node.outputs[0]]
+    if ty.dtype == "int32":
+        return OPS[node.op](node, args, ty.shape)
     out = OPS[node.op](node, [a.astype(np.float32) for a in args], ty.shape)
     return np.asarray(out).astype(DTYPES[ty.dtype])
 

@@ -374,3 +374,11 @@ def test_dse_run_takes_an_8bit_input(tmp_path, capsys):
     with np.load(tmp_path / "out" / "outputs.npz") as data:
         assert_same(data["y"], ort_output(model, {"x": x}))
     assert (tmp_path / "out" / "stats.json").is_file()
+    # without --inputs: seeded codes over the input's range; with an out-of-range code: one clear line
+    assert dse_main(["run", str(tmp_path / "convint.onnx"), "--hw", str(INT8_SPEC)]) == 0
+    capsys.readouterr()
+    np.savez(tmp_path / "bad.npz", x=np.full((1, 4, 7, 7), 300))
+    assert dse_main(["run", str(tmp_path / "convint.onnx"), "--hw", str(INT8_SPEC), "--inputs",
+                     str(tmp_path / "bad.npz")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "input 'x'" in err[0] and "0..255" in err[0] and "uint8" in err[0]

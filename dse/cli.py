@@ -78,7 +78,7 @@ def _summary(stats) -> str:
     lines = [f"total_cycles       {stats.total_cycles:>16,d} cycles",
              f"latency            {stats.latency_s * 1e3:>16.4f} ms",
              f"macs               {stats.macs:>16,d} MACs",
-             f"utilisation        {stats.utilisation:>16.3f} (MACs / (cycles x PEs))",
+             f"utilisation        {stats.utilisation:>16.3f} (MACs / (cycles x peak MACs per cycle))",
              f"dram traffic       {stats.bytes['dram']:>16,d} bytes",
              f"energy             {stats.energy_j * 1e3:>16.4f} mJ per run ({stats.technology})",
              f"power              {stats.power_w:>16.4f} W (energy / latency)",
@@ -93,7 +93,8 @@ def cmd_run(args) -> None:
     result = dse.run(args.model, hw=args.hw, inputs=inputs, timing_only=args.timing_only,
                      ideal_memory=args.ideal_memory)
     if inputs is None and not args.timing_only:
-        print("inputs: seeded standard-normal (seed 0); pass --inputs x.npz to choose them")
+        print("inputs: seeded random (seed 0: standard-normal floats, uniform codes for 8-bit inputs); "
+              "pass --inputs x.npz to choose them")
     print(_summary(result.stats))
     if args.out:
         out = Path(args.out)

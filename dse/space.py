@@ -46,7 +46,7 @@ METRICS = {
     "power_w": ("W", "min", "average power while running: energy_j / latency_s"),
     "inferences_per_j": ("inferences/J", "max", "perf per watt: 1 / energy_j"),
     "throughput_per_mm2": ("inferences/s/mm^2", "max", "perf per area: throughput_inf_s / area_mm2"),
-    "utilisation": ("fraction", "max", "MACs / (cycles x PEs), weighted mean over the workloads"),
+    "utilisation": ("fraction", "max", "MACs / (cycles x PEs x macs_per_pe_cycle), weighted mean over the workloads"),
     "pe_count": ("PEs", "min", "rows x cols"),
 }
 ALIASES = {"latency": "latency_s", "throughput": "throughput_inf_s", "energy": "energy_j",

@@ -21,8 +21,8 @@ The model, per component:
   leakage           leakage_w_per_mm2 x total area x latency.
 Areas: PE array = rows x cols x (p x (multiplier + adder) + pipeline registers for p
 inputs, p weights and one partial sum), p = array.macs_per_pe_cycle; each SRAM = KiB x
-bitcells / array efficiency; vector unit = lanes x (multiplier + adder) of its type; requantizer = cols x (multiplier + adder)
-(one row of outputs per cycle), 0 on float datapaths. Power = energy / latency.
+bitcells / array efficiency; vector unit = lanes x (multiplier + adder) of its type;
+requantizer = cols x (multiplier + adder) (one row of outputs per cycle), 0 on float datapaths. Power = energy / latency.
 """
 from __future__ import annotations
 

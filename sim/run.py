@@ -25,7 +25,7 @@ TIMING = {"systolic": systolic_timing.instruction_cycles}
 
 @dataclass
 class SimResult:
-    outputs: dict        # graph output name -> np.ndarray (float32, or the codes of an integer output; empty in timing mode)
+    outputs: dict        # output name -> np.ndarray (float32, or an integer output's codes; empty in timing mode)
     stats: Stats
 
 

@@ -22,7 +22,8 @@ The model, per component:
 Areas: PE array = rows x cols x (p x (multiplier + adder) + pipeline registers for p
 inputs, p weights and one partial sum), p = array.macs_per_pe_cycle; each SRAM = KiB x
 bitcells / array efficiency; vector unit = lanes x (multiplier + adder) of its type;
-requantizer = cols x (multiplier + adder) (one row of outputs per cycle), 0 on float datapaths. Power = energy / latency.
+requantizer = cols x (multiplier + adder) (one row of outputs per cycle), 0 on float
+datapaths. Power = energy / latency.
 """
 from __future__ import annotations
 

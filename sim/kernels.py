@@ -329,19 +329,25 @@ def load_im2col(sm, g, m0, tm, k0, tk, x_code, dm, dst, a_code):
 
 
 @njit(cache=True)
+def _accumulate(a_tile, w_tile, acc_tile, row):
+    """acc_tile[i, j] += a_tile[i, k] * w_tile[k, j], one k at a time in increasing k (fp32: each
+    product rounded, no FMA; int32: exact, wrapping). `row` is a private copy of one accumulator row,
+    which lets LLVM vectorise over j (no aliasing)."""
+    for i in range(acc_tile.shape[0]):
+        row[:] = acc_tile[i]
+        for k in range(a_tile.shape[1]):
+            aik = a_tile[i, k]
+            for j in range(row.shape[0]):
+                row[j] += aik * w_tile[k, j]
+        acc_tile[i] = row
+
+
+@njit(cache=True)
 def matmul(am, a, a_code, wm, w, w_code, acc_f, acc, tm, tk, tn):
     """acc[tm,tn] (fp32 view acc_f, byte acc) += a[tm,tk] @ w[tk,tn] in the declared order."""
     a_tile = _floats(am, a, tm * tk, a_code).reshape(tm, tk)
     w_tile = _floats(wm, w, tk * tn, w_code).reshape(tk, tn)
-    acc_tile = acc_f[acc // 4:acc // 4 + tm * tn].reshape(tm, tn)
-    row = np.empty(tn, np.float32)  # a private row lets LLVM vectorise over j (no aliasing)
-    for i in range(tm):
-        row[:] = acc_tile[i]
-        for k in range(tk):
-            aik = a_tile[i, k]
-            for j in range(tn):
-                row[j] += aik * w_tile[k, j]
-        acc_tile[i] = row
+    _accumulate(a_tile, w_tile, acc_f[acc // 4:acc // 4 + tm * tn].reshape(tm, tn), np.empty(tn, np.float32))
 
 
 @njit(cache=True)
@@ -357,15 +363,7 @@ def matmul_int(am, a, wm, w, acc_i, acc, tm, tk, tn, g, m, n0):
         z = np.int32(_ldi(mb, ms, zp + j, g[W_CODE]))
         for k in range(tk):
             w_tile[k, j] -= z
-    acc_tile = acc_i[acc // 4:acc // 4 + tm * tn].reshape(tm, tn)
-    row = np.empty(tn, np.int32)
-    for i in range(tm):
-        row[:] = acc_tile[i]
-        for k in range(tk):
-            aik = a_tile[i, k]
-            for j in range(tn):
-                row[j] += aik * w_tile[k, j]
-        acc_tile[i] = row
+    _accumulate(a_tile, w_tile, acc_i[acc // 4:acc // 4 + tm * tn].reshape(tm, tn), np.empty(tn, np.int32))
 
 
 @njit(cache=True)

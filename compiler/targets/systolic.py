@@ -208,4 +208,10 @@ def _lower_gemm_layer(graph, node, plan, builder, budget, dt, ready, index) -> s
                       b_addr, ready.get(node.inputs[0], -1), types)
     builder.extend(block)
     ready[node.outputs[0]] = len(builder) - 1     # the layer's last row is its last store
-    return (f"gemm M{m} K{k} N{ng} groups={groups} {budget.dataflow} {tiling.describe()}")
+    datapath = ""
+    if integer:      # e.g. "uint8 x int8 -> int32 acc -> uint8 (float requantizer)"
+        how = {REQUANT_ID["codes"]: " (float requantizer)", REQUANT_ID["fixed_point"]: " (fixed-point requantizer)",
+               REQUANT_ID["scaled"]: " (scaled)"}.get(integer["requant"], "")
+        datapath = (f" {graph.tensors[node.inputs[0]].dtype} x {w_type} -> int32 acc -> "
+                    f"{graph.tensors[node.outputs[0]].dtype}{how}")
+    return f"gemm M{m} K{k} N{ng} groups={groups} {budget.dataflow}{datapath} {tiling.describe()}"

@@ -128,3 +128,12 @@ def test_qdq_int8_activations_are_one_clear_error_on_either_datapath():
         lower(graph, load(INT8_SPEC))
     with pytest.raises(CompileError, match="quantised.*systolic_int8.yaml"):
         lower(graph, load("hwspecs/systolic.yaml"))
+
+
+def test_the_mapping_of_an_integer_layer_names_its_datapath():
+    graph = compile_graph(str(quant_model_path("mlp", "qoperator", False)))
+    spec = load(INT8_SPEC)
+    fixed = dataclasses.replace(spec, datatypes=dataclasses.replace(spec.datatypes, requantize="fixed_point"))
+    mapping = next(layer.mapping for layer in lower(graph, spec).layers if layer.op == "gemm")
+    assert "uint8 x int8 -> int32 acc -> uint8 (float requantizer)" in mapping and "tile m" in mapping
+    assert "(fixed-point requantizer)" in next(layer.mapping for layer in lower(graph, fixed).layers if layer.op == "gemm")

@@ -96,10 +96,10 @@ def rows(i8: dict, f32: dict) -> list:
     out += [row("instructions", s8.instructions, s32.instructions, ",d"),
             row("simulated cycles", s8.total_cycles, s32.total_cycles, ",d"),
             row("simulated latency (ms)", s8.latency_s * 1e3, s32.latency_s * 1e3, ".3f"),
-            row("utilisation (MACs / (cycles x PEs))", s8.utilisation, s32.utilisation, ".3f"),
+            row("utilisation (MACs / (cycles x peak MACs/cycle))", s8.utilisation, s32.utilisation, ".3f"),
             row("DRAM traffic (MB, read + write)", s8.bytes["dram"] / 1e6, s32.bytes["dram"] / 1e6, ".2f"),
             row("energy per inference (mJ)", s8.energy_j * 1e3, s32.energy_j * 1e3, ".3f")]
-    for part in ("pe_array", "dram", "leakage"):
+    for part in ("pe_array", "vector_unit", "requantizer", "dram", "leakage"):
         out.append(row(f"  of which {part} (mJ)", s8.energy_by_component_j[part] * 1e3,
                        s32.energy_by_component_j[part] * 1e3, ".3f"))
     out += [row("area (mm^2)", s8.area_mm2, s32.area_mm2, ".3f"),

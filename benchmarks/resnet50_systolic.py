@@ -68,7 +68,7 @@ def main():
         ("instructions", f"{st.instructions:,d}"),
         ("simulated cycles", f"{st.total_cycles:,d}"),
         ("simulated latency (ms)", f"{st.latency_s * 1e3:.3f}"),
-        ("utilisation (MACs / (cycles x PEs))", f"{st.utilisation:.3f}"),
+        ("utilisation (MACs / (cycles x peak MACs/cycle))", f"{st.utilisation:.3f}"),
     ]
     for name, value in rows:
         print(f"{name:<44}{value:>16}")

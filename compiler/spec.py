@@ -84,7 +84,8 @@ class ArraySpec:
 class DatatypeSpec:
     """One datapath (see DATAPATHS): fp32/bf16/fp16 with an fp32 accumulator, or 8-bit
     integer codes with an int32 accumulator; `input` chooses which."""
-    input: str = _f("fp32", "element type of the graph inputs in DRAM and of the input scratchpad",
+    input: str = _f("fp32", "element type of the graph inputs in DRAM and of the input scratchpad "
+                    "(integer datapath: the codes the scratchpad holds; tensors keep the model's types)",
                     choices=DATATYPES)
     weight: str = _f("fp32", "element type of the weights in DRAM and of the weight scratchpad",
                      choices=DATATYPES)

@@ -35,7 +35,7 @@ An op takes its quantised meaning from its tensor types:
              (default 1.0, QGemm only). activation relu clamps the codes at y_zp.
              Output int32 (no quant, no bias) = ConvInteger/MatMulInteger's accumulator, which
              also takes s8 x u8 (onnxruntime 1.32 runs all four pairs; its QLinear* kernels do not);
-             reshape and identity may view it, nothing computes on it;
+             reshape and identity may view it, cast converts it to float32, nothing else reads it;
              gemm output fp32 = QGemm without y_scale, F(float(acc) * F(F(alpha*x_s)*w_s)).
   add mul    a, b, y the same 8-bit dtype, per tensor: QLinearAdd / QLinearMul (section 3).
   avgpool    QLinearAveragePool (float window sum, section 3); when the kernel covers the
@@ -54,7 +54,17 @@ An op takes its quantised meaning from its tensor types:
   dequantize (x 8-bit) -> y fp32: DequantizeLinear with x's quant.
   lookup     (x 8-bit, table[256] const of y's dtype) y = table[x as uint8 bits]
              (QLinearSigmoid / QLinearLeakyRelu / QLinearConcat requantisation tables).
-relu, sub, div, affine and lrn are float32 only.
+  conv gemm  with dynamic x (section 9): (x u8 dynamic, w, x_zero_point int32[] from the same
+             dynamic_quantize) -> int32 accumulator of (x - x_zero_point)(w - w_zp) (ConvInteger /
+             MatMulInteger); w const u8/s8 with a static Quant (scale unused, 1.0), per tensor
+             (gemm also per column, axis 1); no bias, no activation.
+  dynamic_quantize (x fp32) -> (y u8 dynamic, y_scale fp32[], y_zero_point int32[]):
+             DynamicQuantizeLinear (section 9.3): per-tensor scale and zero point from min/max of
+             the whole of x (range widened to contain 0), y = QuantizeLinear with them. y's Quant
+             is dynamic (`Quant.dynamic`: no scale or zero point at compile time); a dynamic Quant
+             may appear only on this output and be read only by a conv/gemm as above.
+  cast       (x int32) -> y fp32 of x's shape: float32(x), rounded half to even (ONNX Cast).
+relu, sub, div, affine and lrn are float32 only; add/sub/mul/div broadcast shape-() tensors too.
 """
 from __future__ import annotations
 
@@ -73,8 +83,10 @@ IR_OPS = {
     "mul": (2, 2), "div": (2, 2), "affine": (3, 3), "maxpool": (1, 1), "avgpool": (1, 1),
     "lrn": (1, 1), "softmax": (1, 2), "concat": (1, None), "transpose": (1, 1),
     "reshape": (1, 1), "identity": (1, 1), "quantize": (1, 1), "dequantize": (1, 1),
-    "lookup": (2, 2),
+    "lookup": (2, 2), "dynamic_quantize": (1, 1), "cast": (1, 1),
 }
+# op -> number of outputs (every op not listed has one)
+IR_OUTPUTS = {"dynamic_quantize": 3}
 # IR dtype -> NumPy dtype of its values
 DTYPES = {"fp32": np.float32, "uint8": np.uint8, "int8": np.int8, "int32": np.int32}
 QUANT_DTYPES = ("uint8", "int8")          # 8-bit codes, always with a Quant
@@ -84,7 +96,9 @@ QUANT_DTYPES = ("uint8", "int8")          # 8-bit codes, always with a Quant
 class Quant:
     """Quantisation parameters of an 8-bit tensor: real = (code - zero_point) * scale.
     scale holds float32 values (as Python floats, exactly), one per slice along `axis`,
-    or a single one when axis is None (per tensor)."""
+    or a single one when axis is None (per tensor). A dynamic Quant (scale and zero_point
+    empty, axis None) marks codes whose per-tensor parameters are computed at run time
+    (dynamic_quantize's y)."""
     scale: tuple
     zero_point: tuple
     axis: int | None = None
@@ -93,6 +107,10 @@ class Quant:
     def per_tensor(self) -> bool:
         return self.axis is None
 
+    @property
+    def dynamic(self) -> bool:
+        return len(self.scale) == 0
+
     def scale_array(self) -> np.ndarray:
         return np.asarray(self.scale, dtype=np.float32)
 
@@ -100,6 +118,8 @@ class Quant:
         return np.asarray(self.zero_point, dtype=np.int32)
 
     def __str__(self) -> str:
+        if self.dynamic:
+            return "dynamic"
         if self.axis is None:
             return f"s={self.scale[0]:.6g} zp={self.zero_point[0]}"
         return f"axis={self.axis} s[{len(self.scale)}] zp[{len(self.zero_point)}]"
@@ -173,6 +193,9 @@ class Graph:
         for name in self.inputs:
             if name not in self.tensors:
                 raise CompileError(f"graph {self.name}: input '{name}' has no type")
+            if self.tensors[name].quant is not None and self.tensors[name].quant.dynamic:
+                raise CompileError(f"graph {self.name}: input '{name}' has a dynamic Quant; only "
+                                   "dynamic_quantize produces one")
         for name, ttype in self.tensors.items():
             _check_tensor_type(f"graph {self.name}: tensor '{name}'", ttype)
         for name, value in self.constants.items():
@@ -184,6 +207,9 @@ class Graph:
             lo, hi = IR_OPS[node.op]
             if len(node.inputs) < lo or (hi is not None and len(node.inputs) > hi):
                 raise CompileError(f"{where}: takes {lo}..{hi} inputs, got {len(node.inputs)}")
+            if len(node.outputs) != IR_OUTPUTS.get(node.op, 1):
+                raise CompileError(f"{where}: has {IR_OUTPUTS.get(node.op, 1)} output(s), "
+                                   f"got {len(node.outputs)}")
             for name in node.inputs:
                 if name not in known:
                     raise CompileError(f"{where}: input '{name}' is not produced before use")
@@ -237,6 +263,11 @@ def _check_tensor_type(where: str, t: TensorType) -> None:
     q = t.quant
     if q is None:
         return
+    if q.dynamic:
+        if q.zero_point or q.axis is not None or t.dtype != "uint8":
+            raise CompileError(f"{where}: a dynamic Quant has no scales, no zero points and no axis, "
+                               f"on uint8 codes")
+        return
     count = 1 if q.axis is None else (t.shape[q.axis] if 0 <= q.axis < len(t.shape) else -1)
     if count < 0:
         raise CompileError(f"{where}: quantisation axis {q.axis} is outside rank {len(t.shape)}")
@@ -254,6 +285,8 @@ def _check_tensor_type(where: str, t: TensorType) -> None:
 def _check_constant(where: str, t: TensorType | None, value) -> None:
     if t is None:
         raise CompileError(f"{where} has no type")
+    if t.quant is not None and t.quant.dynamic:
+        raise CompileError(f"{where}: a constant cannot have a dynamic Quant")
     if not isinstance(value, np.ndarray) or value.dtype != DTYPES[t.dtype] or value.shape != t.shape:
         got = f"{getattr(value, 'dtype', type(value).__name__)}{list(getattr(value, 'shape', ()))}"
         raise CompileError(f"{where}: value is {got}, its type says {_fmt_type(t)}")
@@ -271,11 +304,28 @@ def _check_node_types(graph: Graph, node: Node, where: str) -> None:
         types = ", ".join(_fmt_type(t) for t in ins)
         raise CompileError(f"{where}: inputs ({types}) -> {_fmt_type(out)}: {rule}")
 
+    if any(_is_dynamic(t) for t in ins[1:]) or (ins and _is_dynamic(ins[0]) and node.op not in ("conv", "gemm")):
+        fail("codes with a dynamic Quant may only be read as x by a conv/gemm")
+    if node.op != "dynamic_quantize" and _is_dynamic(out):
+        fail("only dynamic_quantize produces codes with a dynamic Quant")
+    if node.op == "dynamic_quantize":
+        y, scale, zero_point = (graph.tensors[name] for name in node.outputs)
+        if not (ins[0].dtype == "fp32" and y.dtype == "uint8" and _is_dynamic(y) and y.shape == ins[0].shape
+                and scale == TensorType(()) and zero_point == TensorType((), "int32")):
+            fail("dynamic_quantize maps float32 x to (uint8 codes of x's shape with a dynamic Quant, "
+                 "fp32[] scale, int32[] zero point)")
+        return
+    if node.op == "cast":
+        if ins[0].dtype != "int32" or out.dtype != "fp32" or out.shape != ins[0].shape:
+            fail("cast maps an int32 tensor to float32 of the same shape")
+        return
     if all(t.dtype == "fp32" for t in ins + [out]):
         if node.op in ("quantize", "dequantize", "lookup") or (node.op == "softmax" and len(ins) > 1):
             fail(f"{node.op} needs 8-bit codes")
         return
-    if node.op in ("conv", "gemm"):
+    if node.op in ("conv", "gemm") and _is_dynamic(ins[0]):
+        _check_dynamic_linear(graph, node, ins, out, fail)
+    elif node.op in ("conv", "gemm"):
         _check_linear(graph, node, ins, out, fail)
     elif node.op in ("add", "mul", "avgpool") or (node.op == "softmax" and len(ins) == 2):
         data = ins if node.op != "softmax" else ins[:1]
@@ -301,6 +351,31 @@ def _check_node_types(graph: Graph, node: Node, where: str) -> None:
         _check_table(graph, node.inputs[1], out.dtype, fail)
     else:
         fail(f"{node.op} takes float32 only")
+
+
+def _is_dynamic(t: TensorType) -> bool:
+    return t.quant is not None and t.quant.dynamic
+
+
+def _check_dynamic_linear(graph: Graph, node: Node, ins, out, fail) -> None:
+    """conv/gemm on dynamic_quantize's codes: (x, w, x_zero_point) -> int32 accumulator."""
+    if len(ins) != 3:
+        fail("a conv/gemm on dynamic codes takes (x, w, x_zero_point)")
+    _, w, zp = ins
+    source = next((n for n in graph.nodes if node.inputs[0] in n.outputs), None)
+    if source is None or source.op != "dynamic_quantize" or source.outputs[0] != node.inputs[0]:
+        fail("dynamic codes must come straight from a dynamic_quantize")
+    if node.inputs[2] != source.outputs[2] or zp != TensorType((), "int32"):
+        fail(f"x_zero_point must be '{source.outputs[2]}', the int32[] zero point of the "
+             "dynamic_quantize that produced x")
+    if not w.quantised or _is_dynamic(w) or node.inputs[1] not in graph.constants:
+        fail("a conv/gemm on dynamic codes needs constant 8-bit weights with a static Quant")
+    if w.dtype not in ("uint8", "int8"):
+        fail("weights must be uint8 or int8")
+    if w.quant.axis not in (None, 1) or (node.op == "conv" and w.quant.axis is not None):
+        fail("weights must be quantised per tensor (a gemm also per column, axis 1)")
+    if out.dtype != "int32" or node.attrs.get("activation", "none") != "none":
+        fail("a conv/gemm on dynamic codes outputs the int32 accumulator, without activation")
 
 
 def _check_table(graph: Graph, name: str, dtype: str, fail) -> None:

@@ -58,6 +58,7 @@ OPCODES = {
     "vec_quantize": ("vector", ("desc", "src_dtype", "dst_dtype")),
     "vec_dequantize": ("vector", ("desc", "src_dtype", "dst_dtype")),
     "vec_lookup": ("vector", ("desc", "src_dtype", "dst_dtype")),
+    "vec_dynamic_quantize": ("vector", ("desc", "src_dtype", "dst_dtype")),
 }
 OPCODE_ID = {name: i for i, name in enumerate(OPCODES)}
 OPCODE_NAMES = tuple(OPCODES)
@@ -79,10 +80,11 @@ DESC_FLOATS = 4
 # the int32 accumulator), the input zero point, the byte address of the per-output-channel weight
 # zero points (codes of the weight type), the output zero point, the byte address of the
 # per-output-channel fp32 requantisation scales, and the DTYPE_CODE of the input and weight codes
-# (uint8 or int8) the scratchpads hold for this layer.
+# (uint8 or int8) the scratchpads hold for this layer; x_zp_addr: byte address of an int32 input
+# zero point computed at run time (dynamic quantisation), else -1.
 CONV_FIELDS = ("x", "n", "c", "h", "w", "kh", "kw", "sh", "sw", "pt", "pl", "dh", "dw",
                "oh", "ow", "cin_g", "cin_off", "out", "cout", "cout_off", "activation",
-               "requant", "x_zp", "w_zp", "y_zp", "scale", "x_code", "w_code")
+               "requant", "x_zp", "w_zp", "y_zp", "scale", "x_code", "w_code", "x_zp_addr")
 CONV = {name: i for i, name in enumerate(CONV_FIELDS)}
 # float: no integer datapath; codes: y = sat(rne(F(acc) * scale[c]) + y_zp) in the output's 8-bit
 # type; int32: the accumulator itself (ConvInteger/MatMulInteger); scaled: F(F(acc) * scale[c]) as

@@ -51,11 +51,11 @@ from numba.extending import intrinsic
 # opcode ids, in compiler.program.OPCODES order (checked by tests/sim/test_kernels.py)
 LOAD_IM2COL, LOAD_WEIGHTS, LOAD_BIAS, MATMUL, STORE_TILE = 0, 1, 2, 3, 4
 VEC_RELU, VEC_BINARY, VEC_AFFINE, VEC_MAXPOOL, VEC_AVGPOOL, VEC_LRN, VEC_SOFTMAX, VEC_COPY = range(5, 13)
-VEC_QUANTIZE, VEC_DEQUANTIZE, VEC_LOOKUP = 13, 14, 15
+VEC_QUANTIZE, VEC_DEQUANTIZE, VEC_LOOKUP, VEC_DYNAMIC_QUANTIZE = 13, 14, 15, 16
 # element type codes, as compiler.program.DTYPE_CODE (checked by tests/sim/test_numerics.py)
 FP32, FP16, BF16, INT8, UINT8, INT16, INT32 = 0, 1, 2, 3, 4, 5, 6
 # GEMM descriptor fields of the integer datapath (compiler.program.CONV_FIELDS) and REQUANT_ID
-COUT_OFF, REQUANT, X_ZP, W_ZP, Y_ZP, SCALE, X_CODE, W_CODE = 19, 21, 22, 23, 24, 25, 26, 27
+COUT_OFF, REQUANT, X_ZP, W_ZP, Y_ZP, SCALE, X_CODE, W_CODE, X_ZP_ADDR = 19, 21, 22, 23, 24, 25, 26, 27, 28
 REQ_FLOAT, REQ_CODES, REQ_INT32, REQ_SCALED, REQ_FIXED = 0, 1, 2, 3, 4
 
 
@@ -284,6 +284,13 @@ def _requantize_fixed_point(acc, multiplier, exponent, y_zp, code):
 
 
 @njit(cache=True)
+def _x_zero_point(s, g):
+    """A layer's input zero point: in its descriptor, or (dynamic quantisation) the int32 the
+    vector unit wrote at run time (s: the DRAM's int32 view)."""
+    return np.int64(g[X_ZP]) if g[X_ZP_ADDR] < 0 else np.int64(s[g[X_ZP_ADDR] // 4])
+
+
+@njit(cache=True)
 def load_im2col(sm, g, m0, tm, k0, tk, x_code, dm, dst, a_code):
     """Input scratchpad [tm,tk] at byte dst <- im2col rows m0.., columns k0.. of the conv input
     (padding: 0, or the input zero point for 8-bit codes, which move as bytes)."""
@@ -293,8 +300,8 @@ def load_im2col(sm, g, m0, tm, k0, tk, x_code, dm, dst, a_code):
     # the same type on both sides moves the bits (no conversion); 0 is all-zero bits in every float type
     same32, same16, zero32 = x_code == a_code == FP32, x_code == a_code and _size(a_code) == 2, a_code == FP32
     codes = _size(x_code) == 1
-    pad_code = np.uint8(g[X_ZP] & 0xFF)
     sf, su, sb, ss = sm
+    pad_code = np.uint8(_x_zero_point(ss, g) & 0xFF)
     df, du, db, ds = dm
     chan = np.empty(tk, np.int64)   # decode each column k -> (channel, row tap, col tap) once per tile
     tap_h = np.empty(tk, np.int64)
@@ -356,7 +363,7 @@ def matmul_int(am, a, wm, w, acc_i, acc, tm, tk, tn, g, m, n0):
     products, int32 accumulation that wraps (order-independent). The per-column weight zero
     points (columns n0.. of the group, DRAM at g[W_ZP]) sit in the array's column registers."""
     mf, mu, mb, ms = m
-    a_tile = _codes(am, a, tm * tk, g[X_CODE], g[X_ZP]).reshape(tm, tk)
+    a_tile = _codes(am, a, tm * tk, g[X_CODE], _x_zero_point(m[3], g)).reshape(tm, tk)
     w_tile = _codes(wm, w, tk * tn, g[W_CODE], 0).reshape(tk, tn)
     zp = g[W_ZP] + g[COUT_OFF] + n0             # weight codes: byte address = element index
     for j in range(tn):
@@ -497,6 +504,10 @@ def copy(m, g, s_code, d_code):
                         if codes:                    # 8-bit codes move as bytes
                             for i5 in range(g[7]):
                                 mb[d + i5 * g[19]] = mb[s + i5 * g[13]]
+                            continue
+                        if s_code == INT32:          # Cast int32 -> fp32: round half to even
+                            for i5 in range(g[7]):
+                                _st(mf, mu, d + i5 * g[19], d_code, np.float32(ms[s + i5 * g[13]]))
                             continue
                         for i5 in range(g[7]):
                             _st(mf, mu, d + i5 * g[19], d_code, _ld(mf, mu, s + i5 * g[13], s_code))
@@ -671,6 +682,36 @@ def quantize(m, g, is_quantize, s_code, d_code):
 
 
 @njit(cache=True)
+def dynamic_quantize(m, g):
+    """DynamicQuantizeLinear (docs/int8_datapath.md section 9.3): the range of x widened to hold 0,
+    scale = F(F(hi - lo) / 255) (1 when the range is empty), zero point = rne(clamp(F(0 - F(lo /
+    scale)), 0, 255)) (a NaN gives 255, as std::min(255, NaN)), then QuantizeLinear to uint8. The
+    scale (fp32) and zero point (int32) are written for the layers that use them. A NaN in x is
+    skipped by the range (onnxruntime's vector min/max treats NaN by lane; not modelled)."""
+    mf, mu, mb, ms = m
+    src, dst, n, scale_at, zp_at = g[0] // 4, g[1], g[2], g[3] // 4, g[4] // 4
+    lo, hi = np.float32(0.0), np.float32(0.0)
+    for i in range(n):
+        v = mf[src + i]
+        if v < lo:
+            lo = v
+        if v > hi:
+            hi = v
+    scale = np.float32(1.0) if hi == lo else np.float32(np.float32(hi - lo) / np.float32(255.0))
+    zp0 = np.float32(np.float32(0.0) - np.float32(lo / scale))
+    zp0 = zp0 if zp0 < np.float32(255.0) else np.float32(255.0)
+    zp0 = zp0 if np.float32(0.0) < zp0 else np.float32(0.0)
+    zp = np.int64(np.rint(zp0))
+    mf[scale_at] = scale
+    ms[zp_at] = zp
+    for i in range(n):
+        v = mf[src + i] / scale
+        v = v if v > np.float32(-zp) else np.float32(-zp)           # maxps: NaN gives the bound
+        v = v if v < np.float32(255 - zp) else np.float32(255 - zp)
+        mb[dst + i] = np.uint8(np.int64(np.rint(v)) + zp)
+
+
+@njit(cache=True)
 def execute(opcode, operands, desc_int, desc_float, dram, spad_in, spad_w, acc, in_code, w_code):
     """Run every instruction in program order (dependencies are satisfied by construction).
     Memories arrive as byte buffers (lengths multiples of 4); in_code, w_code: the scratchpads'
@@ -739,6 +780,8 @@ def execute(opcode, operands, desc_int, desc_float, dram, spad_in, spad_w, acc, 
                 copy(m, g, a[1], a[2])
             elif op == VEC_QUANTIZE or op == VEC_DEQUANTIZE:
                 quantize(m, g, op == VEC_QUANTIZE, a[1], a[2])
+            elif op == VEC_DYNAMIC_QUANTIZE:
+                dynamic_quantize(m, g)
             elif op == VEC_LOOKUP:
                 src, dst, table = g[0], g[1], g[3]     # 8-bit codes: byte addresses are indices
                 for j in range(g[2]):

@@ -2,7 +2,8 @@
 defines what each IR op computes. `evaluate(graph, inputs) -> {output name: array}`.
 Float32 ops are below; ops on quantised tensors (any 8-bit or int32 operand) follow
 onnxruntime's integer datapath through the golden models tests/quant_golden.py and
-tests/quant_golden_softmax.py (docs/int8_datapath.md). Slow and obvious on purpose;
+tests/quant_golden_softmax.py, and dynamic quantisation through tests/quant_golden_dynamic.py
+(docs/int8_datapath.md). Slow and obvious on purpose;
 for tests only (never imported by compiler/ or sim/).
 """
 from __future__ import annotations
@@ -12,6 +13,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from compiler.ir import DTYPES, Graph, Node, is_global_pool
 from tests import quant_golden as golden
+from tests.quant_golden_dynamic import dynamic_quantize_linear
 from tests.quant_golden_softmax import softmax_rows
 
 
@@ -32,9 +34,13 @@ def evaluate(graph: Graph, inputs: dict, keep_all: bool = False) -> dict:
                 out = np.maximum(out, np.float32(0))
         else:
             out = evaluate_quantised(graph, node, args)
-            assert out.dtype == DTYPES[out_type.dtype], (node, out.dtype)
-        assert out.shape == out_type.shape, (node, out.shape)
-        values[node.outputs[0]] = out
+        outs = out if isinstance(out, tuple) else (out,)
+        assert len(outs) == len(node.outputs), (node, len(outs))
+        for name, value in zip(node.outputs, outs):
+            value = np.asarray(value)
+            assert value.dtype == DTYPES[graph.tensors[name].dtype], (node, name, value.dtype)
+            assert value.shape == graph.tensors[name].shape, (node, name, value.shape)
+            values[name] = value
     if keep_all:
         return values
     return {name: values[name] for name in graph.outputs}
@@ -149,6 +155,8 @@ def _linear(graph: Graph, node: Node, args):
     tx, tw, ty = (graph.tensors[n] for n in (node.inputs[0], node.inputs[1], node.outputs[0]))
     (xs, xz), (ws, wz) = _params(tx), _params(tw)
     bias = args[2] if len(args) > 2 else None
+    if tx.quant.dynamic:                  # (x, w, x_zero_point int32[]) -> int32 accumulator
+        xz, bias = np.asarray(args[2]).reshape(1), None
     if node.op == "conv":
         a = node.attrs
         attrs = {"group": a["group"], "strides": list(a["strides"]), "pads": list(a["pads"]),
@@ -222,13 +230,23 @@ def _move_codes(graph: Graph, node: Node, args):
     return np.asarray(out).astype(DTYPES[ty.dtype])
 
 
+def _dynamic_quantize(graph: Graph, node: Node, args):
+    """DynamicQuantizeLinear: (uint8 codes, fp32[] scale, zero point as int32[])."""
+    y, scale, zero_point = dynamic_quantize_linear(args[0])
+    return y, np.asarray(scale, np.float32), np.asarray(zero_point, np.int32)
+
+
 QUANT_OPS = {
     "conv": _linear, "gemm": _linear, "add": _binary, "mul": _binary, "avgpool": _avgpool,
     "softmax": _softmax, "quantize": _quantize, "dequantize": _dequantize,
     "lookup": lambda g, n, a: a[1][a[0].view(np.uint8).astype(np.intp)],
+    "dynamic_quantize": _dynamic_quantize,
+    "cast": lambda g, n, a: a[0].astype(np.float32),       # round half to even above 2**24
     **{op: _move_codes for op in ("maxpool", "reshape", "transpose", "identity", "concat")},
 }
 
 
-def evaluate_quantised(graph: Graph, node: Node, args) -> np.ndarray:
-    return np.asarray(QUANT_OPS[node.op](graph, node, args))
+def evaluate_quantised(graph: Graph, node: Node, args):
+    """One node on quantised tensors: an array, or a tuple of arrays for several outputs."""
+    out = QUANT_OPS[node.op](graph, node, args)
+    return tuple(np.asarray(o) for o in out) if isinstance(out, tuple) else np.asarray(out)

@@ -168,6 +168,7 @@ def _walk(nodes: list, outputs, opset: int, consts: dict, types: dict, ir: Graph
     for node in nodes:
         names.update(node.output)
     used = {name for node in nodes for name in node.input} | {o.name for o in outputs}
+    dynamic: dict = {}                 # DynamicQuantizeLinear outputs (NodeContext.dynamic)
     for index, node in enumerate(nodes):
         name = node.name or f"{node.op_type}_{index}"
         _check_inputs(node, name, consts, types)
@@ -186,7 +187,7 @@ def _walk(nodes: list, outputs, opset: int, consts: dict, types: dict, ir: Graph
             if converter is None:
                 raise _unsupported(node, name)
             _check_codes(node, name, types)
-        ctx = NodeContext(node, name, opset, types, consts, names, used)
+        ctx = NodeContext(node, name, opset, types, consts, names, used, dynamic)
         result = converter(ctx)
         for cname, value in result.constants.items():
             ir.constants[cname] = value
@@ -211,9 +212,15 @@ def _check_codes(node, name: str, types: dict) -> None:
     if not quantised:
         return
     where = f"node '{name}' ({node.op_type})"
+    if node.op_type == "Cast" and all(t.dtype == "int32" for t in quantised):
+        return                                   # int32 -> float32 (the converter checks `to`)
+    if any(t.quant is not None and t.quant.dynamic for t in quantised):
+        raise CompileError(f"{where}: an input holds DynamicQuantizeLinear's codes; only MatMulInteger "
+                           "and ConvInteger may read them")
     if any(t.dtype == "int32" for t in quantised) and node.op_type not in VIEW_OPS:
         raise CompileError(f"{where}: an input holds an int32 accumulator (ConvInteger/MatMulInteger "
-                           f"output); it may only be a graph output or viewed ({', '.join(VIEW_OPS)})")
+                           "output) or DynamicQuantizeLinear's int32 zero point; it may only be a graph "
+                           f"output, cast to float (Cast) or viewed ({', '.join(VIEW_OPS)})")
     if node.op_type not in CODE_OPS:
         raise CompileError(f"{where}: an input holds {quantised[0].dtype} codes; {node.op_type} "
                            "computes in float32 (dequantize first), and on codes only "
@@ -268,10 +275,7 @@ def _fold_node(node, name: str, opset: int, consts: dict, types: dict) -> bool:
 
 def _unsupported(node, name: str) -> CompileError:
     hint = ""
-    if node.op_type == "DynamicQuantizeLinear":
-        hint = (" (dynamic quantisation: zero points must be constants; quantise statically, "
-                "e.g. dse quantize)")
-    elif node.op_type in FOLDS:
+    if node.op_type in FOLDS:
         hint = " (it is evaluated only when all its inputs are compile-time constants)"
     return CompileError(f"node '{name}': op {node.op_type} is not supported{hint}; "
                         f"supported ops: {', '.join(sorted(OPS))}; {MS_DOMAIN} ops: "

@@ -40,7 +40,7 @@ def attributes(node: onnx.NodeProto) -> dict:
 class NodeContext:
     """One ONNX node being converted: its inputs, attributes and an emit buffer."""
 
-    def __init__(self, node, name, opset, types, consts, names, used):
+    def __init__(self, node, name, opset, types, consts, names, used, dynamic=None):
         self.node = node
         self.name = name                  # ONNX node name, or <op_type>_<index>
         self.op_type = node.op_type
@@ -52,6 +52,8 @@ class NodeContext:
         self._consts = consts             # constant name -> np.ndarray (any dtype)
         self._names = names               # every tensor name in use (for fresh names)
         self._used = used                 # names consumed by some node or graph output
+        # DynamicQuantizeLinear's codes y -> its (y_scale, y_zero_point) names, graph-wide
+        self.dynamic = {} if dynamic is None else dynamic
         self.result = Converted()
 
     # ---- errors and attributes -------------------------------------------------

@@ -39,10 +39,15 @@ def Dropout(ctx: NodeContext) -> Converted:
 
 
 def Cast(ctx: NodeContext) -> Converted:
-    if int(ctx.attr("to")) != TensorProto.FLOAT:
-        raise ctx.error(f"attribute to={ctx.attr('to')} on a run-time tensor; "
-                        f"allowed: {TensorProto.FLOAT} (float32 activations only)")
-    return _unary(ctx, "identity")
+    """Cast to FLOAT: identity on float32, `cast` (round half to even) on int32 (an integer
+    accumulator); every other cast of a run-time tensor is refused."""
+    to = int(ctx.attr("to", 0))
+    dtype = ctx.type(0).dtype
+    if to != TensorProto.FLOAT:
+        target = TensorProto.DataType.Name(to) if to in TensorProto.DataType.values() else "unknown"
+        raise ctx.error(f"attribute to={to} ({target}) on run-time {dtype} input '{ctx.inputs[0]}'; "
+                        f"allowed: to={TensorProto.FLOAT} (FLOAT) of a float32 or int32 tensor")
+    return _unary(ctx, "cast" if dtype == "int32" else "identity")
 
 
 def _broadcast(ctx: NodeContext, a: tuple, b: tuple) -> tuple:

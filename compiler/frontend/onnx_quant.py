@@ -6,7 +6,10 @@ compiler/ir.py's docstring, the arithmetic in docs/int8_datapath.md. Tables for 
 softmax are computed here at compile time (quant_tables). `OPS` and `MS_OPS` are op tables.
 ConvInteger and MatMulInteger give conv/gemm with an int32 output (the accumulator): they have no
 scales, so their 8-bit operand keeps the scale it carries, or takes 1.0 (never read) when it has
-none yet (an 8-bit graph input, a constant); its zero point must be the node's.
+none yet (an 8-bit graph input, a constant); its zero point must be the node's. Dynamic
+quantisation (onnxruntime.quantization.quantize_dynamic, docs/int8_datapath.md section 9):
+DynamicQuantizeLinear -> dynamic_quantize, and ConvInteger/MatMulInteger on its codes take its
+run-time y_zero_point as a third IR input (any other run-time zero point is refused).
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ from compiler.frontend.onnx_quant_params import (
     out_type,
     read_quant,
 )
-from compiler.ir import Quant, TensorType
+from compiler.ir import Node, Quant, TensorType
 
 LINEAR_PAIRS = (("uint8", "uint8"), ("uint8", "int8"), ("int8", "int8"))   # qlinearconv.cc, MLAS
 
@@ -207,15 +210,20 @@ def _qgemm_bias(ctx: NodeContext, m: int, n: int) -> list:
 
 # ---- ConvInteger / MatMulInteger: the int32 accumulator ---------------------------------
 
-def _accumulator_operand(ctx: NodeContext, i: int, zp_i: int, what: str) -> str:
-    """IR name of ConvInteger's x / MatMulInteger's A: 8-bit codes whose zero point is the scalar
-    constant input zp_i. The int32 output never reads a scale, so a tensor that carries one keeps
-    it (only its zero point must agree) and one without (see the module docstring) takes 1.0."""
+def _accumulator_operand(ctx: NodeContext, i: int, zp_i: int, what: str) -> list:
+    """IR inputs for ConvInteger's x / MatMulInteger's A: [codes] whose zero point is the scalar
+    constant input zp_i, or [codes, zero point] for DynamicQuantizeLinear's codes, whose zero
+    point must be that node's y_zero_point. The int32 output never reads a scale, so a tensor
+    that carries one keeps it (only its zero point must agree) and one without (see the module
+    docstring) takes 1.0."""
+    have = carried(ctx, i)
+    if have is not None and have.quant is not None and have.quant.dynamic:
+        return _dynamic_operand(ctx, i, zp_i, what)
     for k, name in ((zp_i, what), (zp_i + 1, "w" if what == "x" else "b")):
         if ctx.has_input(k) and not ctx.is_const(k):
-            raise ctx.error(f"input '{ctx.inputs[k]}' ({name}_zero_point) is computed at run time; dynamic "
-                            "quantisation (DynamicQuantizeLinear) is not supported: zero points must be "
-                            "constants (initializers)")
+            raise ctx.error(f"input '{ctx.inputs[k]}' ({name}_zero_point) is computed at run time; zero points "
+                            "must be constants (initializers), or, for the codes, the y_zero_point of the "
+                            "DynamicQuantizeLinear that produced them")
     dtype = _codes_dtype(ctx, i) or NUMPY_TO_IR.get(np.asarray(ctx.const(i, what)).dtype)
     if dtype not in ("uint8", "int8"):
         raise ctx.error(f"input '{ctx.inputs[i]}' ({what}) is {dtype or ctx.const(i, what).dtype}; "
@@ -228,28 +236,68 @@ def _accumulator_operand(ctx: NodeContext, i: int, zp_i: int, what: str) -> str:
                             f"{what}_zero_point is {quant.zero_point[0]}; they must agree, per tensor (a graph "
                             "input's parameters are those of the first quantised op that reads it)")
         quant = have.quant
-    return bind_operand(ctx, i, dtype, quant, what)
+    return [bind_operand(ctx, i, dtype, quant, what)]
+
+
+def _dynamic_operand(ctx: NodeContext, i: int, zp_i: int, what: str) -> list:
+    """[codes, zero point] of DynamicQuantizeLinear's codes read by ConvInteger/MatMulInteger."""
+    codes = ctx.inputs[i]
+    zero_point = ctx.dynamic[codes][1]
+    if not ctx.has_input(zp_i) or ctx.inputs[zp_i] != zero_point:
+        given = f"'{ctx.inputs[zp_i]}'" if ctx.has_input(zp_i) else "missing"
+        raise ctx.error(f"input '{codes}' ({what}) comes from DynamicQuantizeLinear, so {what}_zero_point "
+                        f"must be its y_zero_point '{zero_point}'; it is {given}")
+    w_zp = zp_i + 1
+    if ctx.has_input(w_zp) and not ctx.is_const(w_zp):
+        raise ctx.error(f"input '{ctx.inputs[w_zp]}' ({'w' if what == 'x' else 'b'}_zero_point) is computed "
+                        "at run time; weight zero points must be constants (initializers)")
+    if what == "a" and len(ctx.shape(i)) != 2:
+        raise ctx.error(f"input '{codes}' (A) from DynamicQuantizeLinear has shape {list(ctx.shape(i))}; "
+                        "allowed: 2-D [M, K] (flatten the float input before quantising it)")
+    return [codes, zero_point]
 
 
 def ConvInteger(ctx: NodeContext) -> Converted:
     """int32 conv of (x - x_zero_point) and (w - w_zero_point); attributes as Conv; every 8-bit pair."""
-    x = _accumulator_operand(ctx, 0, 2, "x")
+    x, *zero_point = _accumulator_operand(ctx, 0, 2, "x")
     shape, attrs = conv_geometry(ctx, tuple(np.shape(ctx.const(1, "w"))))
     if ctx.has_input(3) and np.size(ctx.const(3, "w_zero_point")) != 1:
         raise ctx.error(f"input '{ctx.inputs[3]}' (w_zero_point) has {np.size(ctx.const(3, 'w_zero_point'))} "
                         "values; allowed: one (onnxruntime's ConvInteger refuses per-channel weight zero "
                         "points: 'Non per-tensor quantization is not supported now', conv_integer.cc)")
     w = _weight(ctx, 1, None, 3, 0, shape[1])[0]
-    ctx.emit("conv", [x, w], shape, ctx.outputs[0], out_type=TensorType((), "int32"), **attrs)
+    ctx.emit("conv", [x, w, *zero_point], shape, ctx.outputs[0], out_type=TensorType((), "int32"), **attrs)
     return ctx.done()
 
 
 def MatMulInteger(ctx: NodeContext) -> Converted:
     """int32 A @ B of (A - a_zero_point) and (B - b_zero_point); B constant [K, N], its zero point
     per tensor or per column; N-D A is reshaped to [M, K] and back, as QLinearMatMul."""
-    x = _accumulator_operand(ctx, 0, 2, "a")
+    x, *zero_point = _accumulator_operand(ctx, 0, 2, "a")
     b = _constant_b(ctx, 1, ctx.shape(0)[-1])
-    _gemm(ctx, x, ctx.shape(0), _weight(ctx, 1, None, 3, 1, b.shape[1]), [], TensorType((), "int32"))
+    _gemm(ctx, x, ctx.shape(0), _weight(ctx, 1, None, 3, 1, b.shape[1]), zero_point, TensorType((), "int32"))
+    return ctx.done()
+
+
+# ---- DynamicQuantizeLinear (docs/int8_datapath.md section 9) ------------------------------
+
+def DynamicQuantizeLinear(ctx: NodeContext) -> Converted:
+    """float32 x -> (y uint8 codes with a dynamic Quant, y_scale fp32[], y_zero_point int32[]);
+    ONNX's uint8 zero point becomes an int32 scalar in the IR. Only ConvInteger/MatMulInteger
+    may read y (with this node's y_zero_point); y_scale is an ordinary float32 scalar."""
+    if ctx.type(0) is not None and ctx.type(0).dtype != "fp32":
+        raise ctx.error(f"input '{ctx.inputs[0]}' holds {ctx.type(0).dtype}; DynamicQuantizeLinear reads float32")
+    if len(ctx.outputs) != 3 or not all(ctx.outputs):
+        raise ctx.error("needs its three outputs y, y_scale, y_zero_point")
+    y, scale, zero_point = ctx.outputs
+    shape = ctx.shape(0)
+    if any(d <= 0 for d in shape):
+        raise ctx.error(f"input shape {shape} has an empty dimension")
+    ctx.result.nodes.append(Node("dynamic_quantize", ctx.name, (ctx.operand(0),), (y, scale, zero_point), {}))
+    ctx.result.types[y] = TensorType(shape, "uint8", Quant((), (), None))
+    ctx.result.types[scale] = TensorType(())
+    ctx.result.types[zero_point] = TensorType((), "int32")
+    ctx.dynamic[y] = (scale, zero_point)
     return ctx.done()
 
 
@@ -391,6 +439,7 @@ OPS = {
     "QuantizeLinear": QuantizeLinear, "DequantizeLinear": DequantizeLinear,
     "QLinearConv": QLinearConv, "QLinearMatMul": QLinearMatMul,
     "ConvInteger": ConvInteger, "MatMulInteger": MatMulInteger,
+    "DynamicQuantizeLinear": DynamicQuantizeLinear,
 }
 MS_OPS = {
     "QGemm": QGemm, "QLinearAdd": _binary("add"), "QLinearMul": _binary("mul"),

@@ -119,7 +119,7 @@ def _gemm_geometry(graph: Graph, node: Node):
     """(descriptor fields common to all groups, groups, M, K, Ng, weight matrix [G,K,Ng], bias)."""
     out_shape = graph.tensors[node.outputs[0]].shape
     w = graph.constants[node.inputs[1]]
-    bias = graph.constants[node.inputs[2]] if len(node.inputs) > 2 else None
+    bias = graph.constants[node.inputs[2]] if len(node.inputs) > 2 and not _dynamic(graph, node) else None
     if node.op == "gemm":
         m, k = graph.tensors[node.inputs[0]].shape
         n = w.shape[1]
@@ -140,6 +140,12 @@ def _gemm_geometry(graph: Graph, node: Node):
     return fields, groups, nb * oh * ow, cin_g * kh * kw, ng, wmat, bias
 
 
+def _dynamic(graph: Graph, node: Node) -> bool:
+    """Whether a conv/gemm's input is dynamically quantised (its third input is the run-time zero point)."""
+    quant = graph.tensors[node.inputs[0]].quant
+    return quant is not None and not quant.scale
+
+
 def _integer_fields(graph: Graph, node: Node, plan: MemoryPlan, fixed_point: bool) -> tuple:
     """(descriptor fields, bytes per output channel fetched with the bias) of a quantised conv/gemm
     (docs/int8_datapath.md section 2): zero points, the code types, and the per-output-channel
@@ -148,8 +154,11 @@ def _integer_fields(graph: Graph, node: Node, plan: MemoryPlan, fixed_point: boo
     cout = tw.shape[0 if node.op == "conv" else 1]
     w_zp = plan.constant(f"{node.name}::weight_zero_point",
                          np.broadcast_to(tw.quant.zero_point_array(), (cout,)).copy(), tw.dtype)
-    fields = dict(x_zp=tx.quant.zero_point[0], w_zp=w_zp.offset, x_code=DTYPE_CODE[tx.dtype],
-                  w_code=DTYPE_CODE[tw.dtype])
+    if _dynamic(graph, node):          # the input's zero point is computed at run time (dynamic_quantize)
+        fields = dict(x_zp=0, x_zp_addr=plan.addr(node.inputs[2]))
+    else:
+        fields = dict(x_zp=tx.quant.zero_point[0], x_zp_addr=-1)
+    fields.update(w_zp=w_zp.offset, x_code=DTYPE_CODE[tx.dtype], w_code=DTYPE_CODE[tw.dtype])
     if ty.dtype == "int32":
         return dict(fields, requant=REQUANT_ID["int32"]), ELEMENT_BYTES[tw.dtype]
     f32 = np.float32
@@ -195,8 +204,8 @@ def _lower_gemm_layer(graph, node, plan, builder, budget, dt, ready, index) -> s
     w_type = graph.tensors[node.inputs[1]].dtype
     w_region = plan.constant(node.inputs[1] + "::gemm_weights", wmat, None if w_type == "fp32" else w_type)
     b_addr = plan.addr(node.inputs[2], dt.accumulator) if bias is not None else -1
-    fields = dict({f: 0 for f in CONV_FIELDS}, **fields, **integer, x=plan.addr(node.inputs[0]),
-                  out=plan.addr(node.outputs[0]), activation=ACTIVATION_ID[node.attrs.get("activation", "none")])
+    fields = {**{f: 0 for f in CONV_FIELDS}, "x_zp_addr": -1, **fields, **integer, "x": plan.addr(node.inputs[0]),
+              "out": plan.addr(node.outputs[0]), "activation": ACTIVATION_ID[node.attrs.get("activation", "none")]}
     # one descriptor per group, consecutive: group g reads input channels g*cin_g.. and writes filters g*ng..
     descs = [builder.descriptor([dict(fields, cin_off=g * fields["cin_g"], cout_off=g * ng)[f] for f in CONV_FIELDS])
              for g in range(groups)]

@@ -16,6 +16,8 @@ Descriptor int fields per opcode:
   vec_copy     src dst shape[6] src_strides[6] dst_strides[6]
   vec_quantize, vec_dequantize  src dst outer c inner scale zero_point   (fp32[c], int32[c] in DRAM)
   vec_lookup   src dst n table                (table: 256 entries of dst's type, indexed by code bits)
+  vec_dynamic_quantize  src dst n scale zero_point   (DynamicQuantizeLinear: fp32 x -> uint8 codes, and
+               the run-time fp32 scale and int32 zero point written at `scale`, `zero_point`)
 
 On 8-bit codes (quantised tensors; docs/int8_datapath.md section 3) the kernels take
 onnxruntime's arithmetic from the operand types, with these extra fields:
@@ -77,6 +79,8 @@ def lower(graph, node, plan, builder, ready, layer: int) -> None:
         ints, floats, work = QUANT_LOWERING[op](graph, node, plan, srcs, dst, where)
         data = codes[:2] if op in BINARY_OPS else codes[:1]      # the data operands (not tables)
         emit(QUANT_OPCODE.get(op, "vec_" + op), ints, work, floats, types=(*data, codes[-1]))
+        for name in node.outputs[1:]:         # dynamic_quantize also writes its scale and zero point
+            ready[name] = ready[out]
         return
     if op == "relu":
         emit("vec_relu", [srcs[0], dst, size(out)], size(out))
@@ -107,9 +111,9 @@ def lower(graph, node, plan, builder, ready, layer: int) -> None:
         axis = node.attrs["axis"] % len(s)
         outer, inner = int(np.prod(s[:axis])), int(np.prod(s[axis + 1:]))
         emit("vec_softmax", [srcs[0], dst, outer, s[axis], inner], 4 * size(out))
-    elif op == "transpose":
+    elif op in ("transpose", "cast"):         # cast: an int32 -> fp32 copy (round half to even)
         in_str = _strides(shape(node.inputs[0]))
-        perm = node.attrs["perm"]
+        perm = node.attrs["perm"] if op == "transpose" else range(len(shape(out)))
         dims, s_str = _pad6(shape(out), [in_str[p] for p in perm], where)
         _, d_str = _pad6(shape(out), _strides(shape(out)), where)
         emit("vec_copy", [srcs[0], dst] + dims + s_str + d_str, size(out))
@@ -161,6 +165,13 @@ def _quantize(graph, node, plan, srcs, dst, where):
     scale = plan.constant(f"{node.name}::scale", np.broadcast_to(t.quant.scale_array(), (c,)).copy(), "fp32")
     zp = plan.constant(f"{node.name}::zero_point", np.broadcast_to(t.quant.zero_point_array(), (c,)).copy(), "int32")
     return [srcs[0], dst, outer, c, inner, scale.offset, zp.offset], (), 2 * t.size
+
+
+def _dynamic_quantize(graph, node, plan, srcs, dst, where):
+    """DynamicQuantizeLinear: the codes at dst, the fp32 scale and int32 zero point it computes at
+    run time in the node's other two outputs."""
+    n = graph.tensors[node.inputs[0]].size
+    return [srcs[0], dst, n, plan.addr(node.outputs[1]), plan.addr(node.outputs[2])], (), 4 * n
 
 
 def _lookup(graph, node, plan, srcs, dst, where):
@@ -227,6 +238,7 @@ def _softmax(graph, node, plan, srcs, dst, where):
     return [srcs[0], dst, outer, s[axis], inner, srcs[1], ty.quant.zero_point[0]], [float(c)], 4 * ty.size
 
 
-QUANT_LOWERING = {"quantize": _quantize, "dequantize": _quantize, "lookup": _lookup, "add": _binary,
+QUANT_LOWERING = {"quantize": _quantize, "dequantize": _quantize, "lookup": _lookup,
+                  "dynamic_quantize": _dynamic_quantize, "add": _binary,
                   "mul": _binary, "avgpool": _avgpool, "softmax": _softmax}
 QUANT_OPCODE = {"add": "vec_binary", "mul": "vec_binary"}

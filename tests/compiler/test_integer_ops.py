@@ -287,14 +287,6 @@ def test_a_zero_point_computed_at_run_time_is_refused(op):
         assert needle in text, (needle, text)
 
 
-def test_dynamic_quantize_linear_names_the_reason():
-    nodes = [helper.make_node("DynamicQuantizeLinear", ["x"], ["xq", "xs", "xz"], name="dql"),
-             helper.make_node("MatMulInteger", ["xq", "w", "xz"], ["y"])]
-    model = _model(nodes, {"x": (np.float32, (2, 3))}, {"w": np.ones((3, 2), np.uint8)})
-    text = _error(model)
-    assert "'dql'" in text and "dynamic quantisation" in text and "zero points must be constants" in text, text
-
-
 @pytest.mark.parametrize("model,needles", [
     (lambda: _conv(np.float32), ["'convint'", "ConvInteger", "'x'", "fp32", "8-bit codes"]),
     (lambda: _conv(w=np.ones((2, 3, 1, 1), np.float32)), ["'convint'", "'w'", "float32", "allowed: uint8, int8"]),

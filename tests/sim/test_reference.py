@@ -14,7 +14,7 @@ from sim import kernels, reference
 def test_kernel_opcode_ids_follow_the_program_table():
     names = ["load_im2col", "load_weights", "load_bias", "matmul", "store_tile", "vec_relu", "vec_binary",
              "vec_affine", "vec_maxpool", "vec_avgpool", "vec_lrn", "vec_softmax", "vec_copy",
-             "vec_quantize", "vec_dequantize", "vec_lookup"]
+             "vec_quantize", "vec_dequantize", "vec_lookup", "vec_dynamic_quantize"]
     assert list(OPCODE_NAMES) == names
     assert (kernels.LOAD_IM2COL, kernels.MATMUL, kernels.VEC_COPY, kernels.VEC_LOOKUP) == (0, 3, 12, 15)
     assert [getattr(kernels, name.upper()) for name in names] == list(range(len(names)))

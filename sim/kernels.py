@@ -423,35 +423,42 @@ def store_tile_int(m, g, acc_i, acc, m0, tm, n0, tn, out_code):
 
 
 @njit(cache=True)
+def _row_starts(g, a, b, row):
+    """Element offsets in a and b of the first element of output row `row` of a vec_binary (the
+    output's first five axes flattened; strides from the descriptor, 0 where broadcast)."""
+    ia, ib = a, b
+    for axis in range(4, -1, -1):
+        i = row % g[5 + axis]
+        row //= g[5 + axis]
+        ia += i * g[11 + axis]
+        ib += i * g[17 + axis]
+    return ia, ib
+
+
+@njit(cache=True)
 def binary(m, g, a_code, b_code, d_code):
     mf, mu, mb, ms = m
-    a, b, dst, op = g[0] // _size(a_code), g[1] // _size(b_code), g[2] // _size(d_code), g[3]
-    s0, s1, s2, s3, s4, s5 = g[5], g[6], g[7], g[8], g[9], g[10]
-    f, f32 = m[0], a_code == b_code == d_code == FP32
-    o = dst
-    for i0 in range(s0):
-        for i1 in range(s1):
-            for i2 in range(s2):
-                for i3 in range(s3):
-                    for i4 in range(s4):
-                        ia = a + i0 * g[11] + i1 * g[12] + i2 * g[13] + i3 * g[14] + i4 * g[15]
-                        ib = b + i0 * g[17] + i1 * g[18] + i2 * g[19] + i3 * g[20] + i4 * g[21]
-                        if f32 and op == 0:   # the common case, without per-element type dispatch
-                            for i5 in range(s5):
-                                f[o + i5] = f[ia + i5 * g[16]] + f[ib + i5 * g[22]]
-                            o += s5
-                            continue
-                        for i5 in range(s5):
-                            x, y = _ld(mf, mu, ia + i5 * g[16], a_code), _ld(mf, mu, ib + i5 * g[22], b_code)
-                            if op == 0:
-                                _st(mf, mu, o, d_code, x + y)
-                            elif op == 1:
-                                _st(mf, mu, o, d_code, x - y)
-                            elif op == 2:
-                                _st(mf, mu, o, d_code, x * y)
-                            else:
-                                _st(mf, mu, o, d_code, x / y)
-                            o += 1
+    a, b, o, op = g[0] // _size(a_code), g[1] // _size(b_code), g[2] // _size(d_code), g[3]
+    n, sa, sb = g[10], g[16], g[22]                 # the innermost axis: length, strides
+    f32 = a_code == b_code == d_code == FP32
+    for row in range(g[5] * g[6] * g[7] * g[8] * g[9]):
+        ia, ib = _row_starts(g, a, b, row)
+        if f32 and op == 0:                         # the common case, without per-element type dispatch
+            for i in range(n):
+                mf[o + i] = mf[ia + i * sa] + mf[ib + i * sb]
+            o += n
+            continue
+        for i in range(n):
+            x, y = _ld(mf, mu, ia + i * sa, a_code), _ld(mf, mu, ib + i * sb, b_code)
+            if op == 0:
+                _st(mf, mu, o, d_code, x + y)
+            elif op == 1:
+                _st(mf, mu, o, d_code, x - y)
+            elif op == 2:
+                _st(mf, mu, o, d_code, x * y)
+            else:
+                _st(mf, mu, o, d_code, x / y)
+            o += 1
 
 
 @njit(cache=True)
@@ -461,24 +468,20 @@ def qbinary(m, g, fl, code):
     codes of one type (ints [23:26] zero points of a, b and the output)."""
     mf, mu, mb, ms = m
     a, b, o, op = g[0], g[1], g[2], g[3]       # 8-bit codes: byte addresses are element indices
+    n, sa, sb = g[10], g[16], g[22]
     za, zb, zc = g[23], g[24], g[25]
     rx, ry, ratio = np.float32(fl[0]), np.float32(fl[1]), np.float32(fl[0])
     fixed = np.float32(zc) - _fma(rx, np.float32(za), ry * np.float32(zb))
-    for i0 in range(g[5]):
-        for i1 in range(g[6]):
-            for i2 in range(g[7]):
-                for i3 in range(g[8]):
-                    for i4 in range(g[9]):
-                        ia = a + i0 * g[11] + i1 * g[12] + i2 * g[13] + i3 * g[14] + i4 * g[15]
-                        ib = b + i0 * g[17] + i1 * g[18] + i2 * g[19] + i3 * g[20] + i4 * g[21]
-                        for i5 in range(g[10]):
-                            x, y = _ldi(mb, ms, ia + i5 * g[16], code), _ldi(mb, ms, ib + i5 * g[22], code)
-                            if op == 0:
-                                v = _fma(np.float32(x), rx, _fma(np.float32(y), ry, fixed))
-                            else:
-                                v = np.float32(np.float32((x - za) * (y - zb)) * ratio) + np.float32(zc)
-                            _sti(mb, ms, o, code, _saturate(_rne_i32(v), code))
-                            o += 1
+    for row in range(g[5] * g[6] * g[7] * g[8] * g[9]):
+        ia, ib = _row_starts(g, a, b, row)
+        for i in range(n):
+            x, y = _ldi(mb, ms, ia + i * sa, code), _ldi(mb, ms, ib + i * sb, code)
+            if op == 0:
+                v = _fma(np.float32(x), rx, _fma(np.float32(y), ry, fixed))
+            else:
+                v = np.float32(np.float32((x - za) * (y - zb)) * ratio) + np.float32(zc)
+            _sti(mb, ms, o, code, _saturate(_rne_i32(v), code))
+            o += 1
 
 
 @njit(cache=True)

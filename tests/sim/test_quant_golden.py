@@ -53,10 +53,9 @@ def mlas_kernel_path():
 
 # ---------------------------------------------------------------- running onnxruntime
 
-def _run(nodes, feeds, consts, out_dtype, *, optimize=True, report_ops=False):
-    """Runs one graph on the CPU provider (default session options unless optimize=False).
-
-    Returns the output, and with report_ops the node types left after graph optimisation."""
+def single_op_model(nodes, feeds, consts, out_dtype):
+    """The model of one graph: `feeds` as inputs (their dtypes and shapes), `consts` as
+    initialisers, one output "y" of `out_dtype`."""
     graph = helper.make_graph(
         nodes, "g", [helper.make_tensor_value_info(k, ONNX_TYPE[v.dtype], v.shape) for k, v in feeds.items()],
         [helper.make_tensor_value_info("y", ONNX_TYPE[np.dtype(out_dtype)], None)],
@@ -64,6 +63,14 @@ def _run(nodes, feeds, consts, out_dtype, *, optimize=True, report_ops=False):
     opsets = [helper.make_opsetid("", 21), helper.make_opsetid("com.microsoft", 1)]
     model = helper.make_model(graph, opset_imports=opsets)
     model.ir_version = 10
+    return model
+
+
+def _run(nodes, feeds, consts, out_dtype, *, optimize=True, report_ops=False):
+    """Runs one graph on the CPU provider (default session options unless optimize=False).
+
+    Returns the output, and with report_ops the node types left after graph optimisation."""
+    model = single_op_model(nodes, feeds, consts, out_dtype)
     options = ort.SessionOptions()
     options.log_severity_level = 3
     if not optimize:

@@ -143,7 +143,7 @@ def _gemm_geometry(graph: Graph, node: Node):
 def _dynamic(graph: Graph, node: Node) -> bool:
     """Whether a conv/gemm's input is dynamically quantised (its third input is the run-time zero point)."""
     quant = graph.tensors[node.inputs[0]].quant
-    return quant is not None and not quant.scale
+    return quant is not None and quant.dynamic
 
 
 def _integer_fields(graph: Graph, node: Node, plan: MemoryPlan, fixed_point: bool) -> tuple:

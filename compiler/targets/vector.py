@@ -78,7 +78,9 @@ def lower(graph, node, plan, builder, ready, layer: int) -> None:
     if any(graph.tensors[name].dtype != "fp32" for name in (*node.inputs, out)) and op in QUANT_LOWERING:
         ints, floats, work = QUANT_LOWERING[op](graph, node, plan, srcs, dst, where)
         data = codes[:2] if op in BINARY_OPS else codes[:1]      # the data operands (not tables)
-        emit(QUANT_OPCODE.get(op, "vec_" + op), ints, work, floats, types=(*data, codes[-1]))
+        # dynamic_quantize reads its input twice (the range, then the codes) and writes a scale and zero point
+        dram = traffic + regions[0].nbytes + 8 if op == "dynamic_quantize" else traffic
+        emit(QUANT_OPCODE.get(op, "vec_" + op), ints, work, floats, dram=dram, types=(*data, codes[-1]))
         for name in node.outputs[1:]:         # dynamic_quantize also writes its scale and zero point
             ready[name] = ready[out]
         return

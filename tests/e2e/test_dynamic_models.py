@@ -38,3 +38,15 @@ def test_dynamic_model_layers_bit_identical_to_onnxruntime(name, option):
             np.testing.assert_allclose(got[out], want[out], rtol=1e-5, atol=1e-7)
         else:
             assert np.array_equal(got[out], want[out]), (out, int(np.sum(got[out] != want[out])))
+
+
+def test_dynamic_quantize_reads_its_input_twice():
+    """The range pass and the quantise pass each read the float input (4 bytes per element); the
+    codes (1 byte), the scale and the zero point are written."""
+    from compiler.program import OPCODE_ID
+    graph = compile_graph(_quantized("mlp", "u8"))
+    program = lower(graph, load("hwspecs/systolic_int8.yaml"))
+    ins = program.instructions
+    rows = ins.opcode == OPCODE_ID["vec_dynamic_quantize"]
+    n = graph.tensors[graph.inputs[0]].size
+    assert rows.sum() == 3 and ins.dram_bytes[rows][0] == 2 * 4 * n + n + 8

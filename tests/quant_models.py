@@ -16,6 +16,8 @@ from dse.quantize import quantize
 from tests.light_models import light_model_path, with_random_weights
 
 QUANT_MODELS = ("mlp", "resnet50", "squeezenet", "shufflenet")
+# the other light models, also quantisable (a slow end-to-end check runs them)
+MORE_MODELS = ("alexnet", "zfnet512", "inception_v1", "inception_v2", "densenet121", "vgg19")
 FORMATS = ("qdq", "qoperator")
 CALIBRATION_SAMPLES = 8
 
@@ -38,8 +40,9 @@ def float_model_path(name: str) -> Path:
 def quant_model_path(name: str, format: str = "qdq", per_channel: bool = False,
                      activation_type: str = "uint8", weight_type: str = "int8", seed: int = 0) -> Path:
     """Path of `name` quantised with these options (calibrated on seeded normal inputs)."""
-    if name not in QUANT_MODELS:
-        raise ValueError(f"unknown quantised test model '{name}'; available: {', '.join(QUANT_MODELS)}")
+    if name not in QUANT_MODELS + MORE_MODELS:
+        raise ValueError(f"unknown quantised test model '{name}'; available: "
+                         f"{', '.join(QUANT_MODELS + MORE_MODELS)}")
     channel = "pc" if per_channel else "pt"
     out = _folder() / f"{name}.{format}.{channel}.{activation_type}.{weight_type}.seed{seed}.onnx"
     return quantize(float_model_path(name), out, format=format, per_channel=per_channel,

@@ -53,8 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     q = sub.add_parser("quantize", help="static int8 quantisation through onnxruntime (QDQ or QOperator)")
     q.add_argument("model", help="path to .onnx or zoo:NAME")
     q.add_argument("--out", required=True, help="quantised model to write (.onnx)")
-    q.add_argument("--format", choices=("qdq", "qoperator"), default="qdq",
-                   help="QuantizeLinear/DequantizeLinear pairs (qdq) or integer operators (qoperator)")
+    q.add_argument("--format", choices=("qdq", "qoperator", "dynamic"), default="qdq",
+                   help="QuantizeLinear/DequantizeLinear pairs (qdq), integer operators (qoperator), or "
+                        "dynamic quantisation (activations quantised at run time; no calibration)")
     q.add_argument("--per-channel", action="store_true", help="one weight scale per output channel")
     q.add_argument("--calibration-samples", type=int, default=16, metavar="N",
                    help="seeded standard-normal calibration inputs (default 16)")

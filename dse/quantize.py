@@ -21,7 +21,7 @@ from compiler.errors import CompileError, SpecError
 from compiler.frontend.onnx import read_model
 from dse import zoo
 
-FORMATS = ("qdq", "qoperator")
+FORMATS = ("qdq", "qoperator", "dynamic")
 TYPES = ("uint8", "int8")
 # QDQ per-channel needs DequantizeLinear's `axis` (opset 13); older models are converted up
 # front so every output uses one version of QuantizeLinear/DequantizeLinear.
@@ -31,7 +31,9 @@ INSTALL_HINT = "dse quantize needs onnxruntime: pip install 'accel-dse[quantize]
 
 def quantize(model, out, format="qdq", per_channel=False, calibration_samples=16,
              calibration_data=None, activation_type="uint8", weight_type="int8", seed=0) -> Path:
-    """Quantise `model` statically (MinMax calibration) and write it to `out`.
+    """Quantise `model` and write it to `out`: statically (MinMax calibration) as QDQ or QOperator,
+    or with format "dynamic" as onnxruntime's quantize_dynamic (weights offline, activations
+    uint8 with a scale and zero point computed at run time; no calibration).
 
     Calibration uses `calibration_samples` seeded standard-normal inputs of the model's
     input shapes (symbolic or 0 dims -> 1), or the arrays in `calibration_data` (.npz,
@@ -39,8 +41,8 @@ def quantize(model, out, format="qdq", per_channel=False, calibration_samples=16
     _check_options(format, activation_type, weight_type, calibration_samples)
     q = _onnxruntime_quantization()
     proto, where = read_model(zoo.resolve(model))
-    samples = (_npz_samples(calibration_data, proto) if calibration_data is not None
-               else _random_samples(proto, calibration_samples, seed))
+    samples = (None if format == "dynamic" else _npz_samples(calibration_data, proto)
+               if calibration_data is not None else _random_samples(proto, calibration_samples, seed))
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="dse-quantize-") as tmp, _quiet():
@@ -50,10 +52,14 @@ def quantize(model, out, format="qdq", per_channel=False, calibration_samples=16
             # a path, not a ModelProto: given a proto, quant_pre_process moves tensors out as
             # external data, Reshape's shape input included, and its optimiser then fails
             q.quant_pre_process(str(normalised), str(prepared), skip_symbolic_shape=True)
-            q.quantize_static(str(prepared), str(out), _Reader(samples),
-                              quant_format=q.QuantFormat.QDQ if format == "qdq" else q.QuantFormat.QOperator,
-                              per_channel=per_channel, activation_type=_quant_type(q, activation_type),
-                              weight_type=_quant_type(q, weight_type))
+            if format == "dynamic":
+                q.quantize_dynamic(str(prepared), str(out), per_channel=per_channel,
+                                   weight_type=_quant_type(q, weight_type))
+            else:
+                q.quantize_static(str(prepared), str(out), _Reader(samples),
+                                  quant_format=q.QuantFormat.QDQ if format == "qdq" else q.QuantFormat.QOperator,
+                                  per_channel=per_channel, activation_type=_quant_type(q, activation_type),
+                                  weight_type=_quant_type(q, weight_type))
         except (CompileError, SpecError):
             raise
         except Exception as exc:  # onnxruntime raises RuntimeError subclasses, ValueError, AssertionError
@@ -79,13 +85,15 @@ def summary(model, out, format="qdq", per_channel=False, activation_type="uint8"
     counts = op_counts(out)
     quant = {k: v for k, v in counts.items() if _is_quantisation_op(k)}
     rest = {k: v for k, v in counts.items() if k not in quant}
-    layout = "Quantize/DequantizeLinear around float ops" if format == "qdq" else "integer operators (QLinear*)"
+    layout = {"qdq": "Quantize/DequantizeLinear around float ops", "qoperator": "integer operators (QLinear*)",
+              "dynamic": "DynamicQuantizeLinear + MatMulInteger/ConvInteger, float outputs"}[format]
     granularity = "per-channel" if per_channel else "per-tensor"
     symmetry = "symmetric" if weight_type == "int8" else "asymmetric"      # onnxruntime's default
     lines = [f"format        {format} ({layout})",
-             f"activations   {activation_type} (asymmetric, MinMax calibration)",
+             f"activations   {activation_type} (asymmetric, " + ("scale and zero point at run time)"
+                                                          if format == "dynamic" else "MinMax calibration)"),
              f"weights       {weight_type}, {granularity}, {symmetry}",
-             f"calibration   {calibration}",
+             f"calibration   {'none (dynamic)' if format == 'dynamic' else calibration}",
              f"quantisation  {sum(quant.values())} nodes: {_histogram(quant)}",
              f"other nodes   {sum(rest.values())}: {_histogram(rest)}",
              f"size          {before:,d} -> {after:,d} bytes ({after / max(before, 1):.2f}x)",
@@ -106,6 +114,9 @@ def _check_options(format, activation_type, weight_type, calibration_samples) ->
                                  ("weight_type", weight_type, TYPES)):
         if value not in allowed:
             raise SpecError(f"quantize: {name} '{value}' is not one of {', '.join(allowed)}")
+    if format == "dynamic" and activation_type != "uint8":
+        raise SpecError("quantize: format 'dynamic' quantises activations to uint8 (onnxruntime's "
+                        "DynamicQuantizeLinear); activation_type must be uint8")
     if not isinstance(calibration_samples, int) or calibration_samples < 1:
         raise SpecError(f"quantize: calibration_samples must be a positive integer, got {calibration_samples!r}")
 

@@ -98,11 +98,11 @@ def test_int8_spec_loads_and_its_workloads_parse():
 
 
 @pytest.mark.parametrize("quantize, expected", [
-    ("int4", "workloads[0].quantize: got 'int4'; allowed: qdq, qoperator"),
-    ({"format": "qlinear"}, "workloads[0].quantize.format: got 'qlinear'; allowed: qdq, qoperator"),
+    ("int4", "workloads[0].quantize: got 'int4'; allowed: qdq, qoperator, dynamic"),
+    ({"format": "qlinear"}, "workloads[0].quantize.format: got 'qlinear'; allowed: qdq, qoperator, dynamic"),
     ({"per_channel": "yes"}, "workloads[0].quantize.per_channel: must be true or false"),
     ({"formats": "qdq"}, "workloads[0].quantize: unknown key 'formats'; allowed: format, per_channel"),
-    (True, "workloads[0].quantize: give qdq, qoperator, or {format, per_channel}"),
+    (True, "workloads[0].quantize: give qdq, qoperator, dynamic, or {format, per_channel}"),
 ])
 def test_bad_quantize_options_name_the_path(quantize, expected):
     with pytest.raises(SpecError) as info:

@@ -50,3 +50,26 @@ def test_dynamic_quantize_reads_its_input_twice():
     rows = ins.opcode == OPCODE_ID["vec_dynamic_quantize"]
     n = graph.tensors[graph.inputs[0]].size
     assert rows.sum() == 3 and ins.dram_bytes[rows][0] == 2 * 4 * n + n + 8
+
+
+def test_dse_quantize_dynamic_then_run_matches_onnxruntime(tmp_path, capsys):
+    """`dse quantize model --format dynamic`, then `dse run` on the int8 spec (the layers are checked bit
+    for bit above; this model ends in a float softmax)."""
+    import onnx
+
+    from dse import zoo
+    from dse.cli import main
+    from tests.quant_models import ort_outputs
+    onnx.save(zoo.mlp(), tmp_path / "mlp.onnx")
+    assert main(["quantize", str(tmp_path / "mlp.onnx"), "--out", str(tmp_path / "mlp.dyn.onnx"),
+                 "--format", "dynamic"]) == 0
+    assert "DynamicQuantizeLinear" in capsys.readouterr().out
+    x = np.random.default_rng(2).standard_normal((1, 784)).astype(np.float32)
+    np.savez(tmp_path / "x.npz", x=x)
+    assert main(["run", str(tmp_path / "mlp.dyn.onnx"), "--hw", "hwspecs/systolic_int8.yaml", "--inputs",
+                 str(tmp_path / "x.npz"), "--out", str(tmp_path / "r")]) == 0
+    got = dict(np.load(tmp_path / "r" / "outputs.npz"))
+    want = ort_outputs(tmp_path / "mlp.dyn.onnx", {"x": x})
+    np.testing.assert_allclose(got["probs"], want["probs"], rtol=1e-5, atol=1e-7)   # float softmax at the end
+    assert main(["quantize", str(tmp_path / "mlp.onnx"), "--out", str(tmp_path / "bad.onnx"), "--format", "dynamic",
+                 "--activation-type", "int8"]) == 2

@@ -14,7 +14,6 @@ import argparse
 import dataclasses
 import os
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,20 +22,13 @@ import onnxruntime as ort
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from resnet50_systolic import best_of  # noqa: E402  (benchmarks/ is sys.path[0] when run as a script)
+
 from compiler.pipeline import compile_graph  # noqa: E402
 from compiler.targets import lower  # noqa: E402
 from dse.api import load_spec  # noqa: E402
 from sim import simulate  # noqa: E402
 from tests.quant_models import float_model_path, quant_model_path  # noqa: E402
-
-
-def best_of(fn, repeat):
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return min(times), out
 
 
 def float_spec_like(int8_spec, float_spec):

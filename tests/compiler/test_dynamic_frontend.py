@@ -15,6 +15,7 @@ from onnxruntime.quantization import QuantType
 from compiler.errors import CompileError
 from compiler.ir import Graph, Node, Quant, TensorType
 from compiler.pipeline import compile_graph
+from tests.compiler.test_integer_ops import _error
 from tests.ir_reference import evaluate
 from tests.sim.test_quant_golden import HAS_EXACT_U8S8
 from tests.sim.test_quant_golden_dynamic import OPTIONS, _assert_bits, _quantized
@@ -107,14 +108,6 @@ def test_cast_int32_to_float_rounds_like_onnxruntime():
     graph = compile_graph(model)
     assert [n.op for n in graph.nodes] == ["gemm", "cast"]
     _assert_bits(evaluate(graph, {"x": x})["y"], _session_outputs(model, {"x": x})["y"])
-
-
-def _error(model) -> str:
-    with pytest.raises(CompileError) as info:
-        compile_graph(model)
-    text = str(info.value)
-    assert "\n" not in text, text
-    return text
 
 
 def test_cast_from_float_to_int32_is_refused():

@@ -1,5 +1,15 @@
-"""Explorer: the `dse` command and Python API (run, compile, sweep, load)."""
-from dse.api import RunResult, compile, run  # noqa: A004
-from dse.sweep import SweepResult, load, sweep
+"""Explorer: the `dse` command and Python API (run, compile, sweep, load).
 
+The API is imported on first use (PEP 562), so `dse --help` does not pay for onnx, Numba and
+pandas; `import dse; dse.run(...)` reads as before."""
+import importlib
+
+_API = {"RunResult": "dse.api", "compile": "dse.api", "run": "dse.api",
+        "SweepResult": "dse.sweep", "load": "dse.sweep", "sweep": "dse.sweep"}
 __all__ = ["RunResult", "SweepResult", "compile", "run", "sweep", "load"]
+
+
+def __getattr__(name):
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'dse' has no attribute {name!r}")

@@ -62,7 +62,10 @@ def _windows(x, kernel, strides, dilations, pads, out_hw, fill):
 
 
 def conv(node: Node, args, out_shape):
-    x, w = args[0], args[1]
+    """In float64, rounded to float32 by the caller: BLAS's float32 summation order depends on the
+    CPU's kernel, and ties (the shipped light models' constant weights give every class the same
+    logit) must not break differently from one CPU to the next."""
+    x, w = args[0].astype(np.float64), args[1].astype(np.float64)
     a = node.attrs
     g = a["group"]
     n, c = x.shape[:2]
@@ -80,7 +83,8 @@ def conv(node: Node, args, out_shape):
 
 
 def gemm(node: Node, args, out_shape):
-    out = args[0] @ args[1]
+    """In float64, as conv."""
+    out = args[0].astype(np.float64) @ args[1].astype(np.float64)
     return out + args[2] if len(args) > 2 else out
 
 

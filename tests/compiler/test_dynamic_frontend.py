@@ -7,18 +7,16 @@ bit for bit on every layer output. One-line CompileErrors for the casts and run-
 that have no IR meaning, and Graph.verify's rules for dynamic Quants.
 """
 import numpy as np
-import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
-from onnxruntime.quantization import QuantType
 
 from compiler.errors import CompileError
 from compiler.ir import Graph, Node, Quant, TensorType
 from compiler.pipeline import compile_graph
 from tests.compiler.test_integer_ops import _error
 from tests.ir_reference import evaluate
-from tests.sim.test_quant_golden import HAS_EXACT_U8S8
-from tests.sim.test_quant_golden_dynamic import OPTIONS, _assert_bits, _quantized
+from tests.quant_models import ort_outputs
+from tests.sim.test_quant_golden_dynamic import _assert_bits, _quantized
 
 F32 = np.float32
 # IR ops of the quantised layers (no float layers between them besides these)
@@ -28,16 +26,13 @@ LAYER_OPS = {"mlp": ["dynamic_quantize", "mul", "gemm", "cast", "mul", "add"] * 
 
 
 def _session_outputs(model, feeds):
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    return dict(zip(names, session.run(names, feeds)))
+    """onnxruntime's outputs, exact on every CPU (tests/quant_models.py)."""
+    return ort_outputs(model, feeds)
 
 
 @pytest.mark.parametrize("option", ["s8", "s8_per_channel", "u8", "u8_per_channel"])
 @pytest.mark.parametrize("name", ["mlp", "tiny_cnn"])
 def test_quantize_dynamic_models_evaluate_like_onnxruntime(name, option):
-    if OPTIONS[option]["weight_type"] == QuantType.QInt8 and not HAS_EXACT_U8S8:
-        pytest.skip("u8 x s8 without VNNI/AMX saturates int16 pairs in MLAS (see test_quant_golden)")
     model = _quantized(name, option)          # every layer output is a graph output too
     graph = compile_graph(model)
     ops = [n.op for n in graph.nodes if n.op in ("dynamic_quantize", "mul", "gemm", "conv", "cast", "add")]

@@ -28,12 +28,9 @@ ELEM = {"uint8": TensorProto.UINT8, "int8": TensorProto.INT8, "fp32": TensorProt
 
 
 def _ort(model: onnx.ModelProto, feeds: dict) -> dict:
-    """onnxruntime's outputs for an in-memory model (default session options, CPU provider)."""
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    return dict(zip(names, session.run(names, feeds)))
+    """onnxruntime's outputs for an in-memory model (default session options, CPU provider),
+    exact on every CPU (tests/quant_models.py)."""
+    return ort_outputs(model, feeds)
 
 
 def _feeds(graph, seed):

@@ -13,7 +13,8 @@ from compiler.pipeline import compile_graph
 from compiler.spec import load
 from compiler.targets import lower
 from sim import simulate
-from tests.sim.test_quant_golden_dynamic import HAS_EXACT_U8S8, MODELS, OPTIONS, _quantized, _session
+from tests.quant_models import ort_outputs
+from tests.sim.test_quant_golden_dynamic import MODELS, OPTIONS, _quantized
 
 QUICK = {("mlp", "s8"), ("tiny_cnn", "u8"), ("shared_input", "s8_per_channel")}
 
@@ -21,17 +22,14 @@ QUICK = {("mlp", "s8"), ("tiny_cnn", "u8"), ("shared_input", "s8_per_channel")}
 @pytest.mark.parametrize("name,option", [
     pytest.param(n, o, marks=() if (n, o) in QUICK else pytest.mark.slow) for n in sorted(MODELS) for o in sorted(OPTIONS)])
 def test_dynamic_model_layers_bit_identical_to_onnxruntime(name, option):
-    if OPTIONS[option]["weight_type"].name == "QInt8" and not HAS_EXACT_U8S8:
-        pytest.skip("u8 x s8 without VNNI/AMX saturates int16 pairs in MLAS (see test_quant_golden)")
     model = _quantized(name, option)
     graph = compile_graph(model)
     assert any(node.op == "dynamic_quantize" for node in graph.nodes)
     shape = graph.tensors[graph.inputs[0]].shape
     x = {graph.inputs[0]: (np.random.default_rng(1).standard_normal(shape) * 1.5).astype(np.float32)}
     got = simulate(lower(graph, load("hwspecs/systolic_int8.yaml")), x).outputs
-    session, _ = _session(model)
-    names = [o.name for o in session.get_outputs()]
-    want = dict(zip(names, session.run(names, x)))
+    want = ort_outputs(model, x)      # exact on every CPU (tests/quant_models.py)
+    names = list(want)
     softmax = {node.outputs[0] for node in graph.nodes if node.op == "softmax"}
     for out in names:
         if out in softmax:    # float32 softmax: the simulator's exp is not MLAS's

@@ -23,6 +23,7 @@ from compiler.spec import DATAFLOWS
 from compiler.targets.systolic import lower
 from dse.cli import main as dse_main
 from sim.run import simulate
+from tests.quant_models import ort_outputs
 from tests.sim.test_quant_golden import AWKWARD_SCALES, codes, weight_types, zero_points
 
 F32 = np.float32
@@ -113,11 +114,9 @@ def _model(nodes, inits, x_shape, out_dtype):
 
 
 def ort_output(model, feeds):
-    """onnxruntime's output y: CPU provider, default session options (optimisations on)."""
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    return session.run(["y"], feeds)[0]
+    """onnxruntime's output y: CPU provider, default session options (optimisations on), exact on
+    every CPU (tests/quant_models.py)."""
+    return ort_outputs(model, feeds)["y"]
 
 
 def floats_for_codes(q, scale, zero_point):

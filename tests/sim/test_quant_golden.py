@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
+from dse.ort_oracle import kernel_is_exact
 from tests import quant_golden as golden
 
 F32 = np.float32
@@ -31,10 +32,11 @@ def _cpu_flags():
 
 
 FLAGS = _cpu_flags()
-# QLinearAdd and QLinearSigmoid are modelled on MLAS's AVX2/FMA3 kernels; the u8 x s8 integer
-# kernels accumulate without int16 saturation only with VNNI (vpdpbusd) or AMX.
+# QLinearAdd and QLinearSigmoid are modelled on MLAS's AVX2/FMA3 kernels. The u8 x s8 integer
+# kernels accumulate without int16 saturation only with VNNI (vpdpbusd) or AMX on x86; whether they
+# do on this CPU is probed (dse/ort_oracle.py), not read from a flag list.
 HAS_FMA_KERNELS = {"avx2", "fma"} <= FLAGS
-HAS_EXACT_U8S8 = bool(FLAGS & {"avx512_vnni", "avx_vnni", "amx_int8"})
+HAS_EXACT_U8S8 = kernel_is_exact("uint8", "int8")
 
 
 def _require_fma_kernels():

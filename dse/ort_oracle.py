@@ -7,7 +7,9 @@ pair overflows int16), not by a list of CPU flags. `oracle_model(model)` returns
 onnxruntime and a one-line description of the oracle: the model itself where every integer kernel it
 needs is exact here; otherwise, when onnxruntime's uint8 x uint8 kernel is exact, a copy whose int8
 weights are moved to uint8 (w + 128, zero point + 128: the same integers, (w - zp) unchanged);
-otherwise None (no exact oracle on this CPU). The simulator never imports this module.
+otherwise None (no exact oracle on this CPU). A QDQ model with int8 activations (S8S8), which
+onnxruntime runs in float on x86, is checked on its equivalent QOperator graph (`fused_model`).
+The simulator never imports this module.
 """
 from __future__ import annotations
 
@@ -108,11 +110,42 @@ def _with_uint8_weights(model: onnx.ModelProto) -> onnx.ModelProto:
     return out
 
 
+def fused_model(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The QOperator graph equivalent to a QDQ model: each DQ -> op -> Q group replaced by the
+    integer op it stands for (compiler/frontend/onnx_qdq.py: onnxruntime's fusion rules, with S8S8
+    groups fused as onnxruntime fuses them on ARM), as a model onnxruntime runs with its integer
+    kernels: the exact-integer semantics an NPU computes for the QDQ model."""
+    from compiler.frontend.onnx_qdq import fuse_qdq
+
+    consts = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=13)
+    nodes = fuse_qdq(list(model.graph.node), consts, {o.name for o in model.graph.output}, opset)
+    fused = onnx.ModelProto()
+    fused.CopyFrom(model)
+    del fused.graph.node[:]
+    fused.graph.node.extend(nodes)
+    if not any(o.domain == "com.microsoft" for o in fused.opset_import):
+        fused.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+    return fused
+
+
+def _has_s8s8_qdq(model: onnx.ModelProto) -> bool:
+    """Whether the model quantises activations to int8 in QDQ form (QuantizeLinear with an int8
+    zero point feeding DequantizeLinear), groups onnxruntime keeps float on x86."""
+    inits = {t.name: t for t in model.graph.initializer}
+    return any(n.op_type == "QuantizeLinear" and len(n.input) > 2 and n.input[2] in inits
+               and inits[n.input[2]].data_type == TensorProto.INT8 for n in model.graph.node) and \
+        any(n.op_type == "DequantizeLinear" for n in model.graph.node)
+
+
 def oracle_model(model: onnx.ModelProto):
     """(model to run on onnxruntime or None, one line saying which oracle that is)."""
     import onnxruntime as ort
 
     version = f"onnxruntime {ort.__version__}"
+    if _has_s8s8_qdq(model):      # the integer semantics, not onnxruntime's x86 float path
+        model = fused_model(model)
+        version += " on the equivalent QOperator graph (S8S8 QDQ groups fused)"
     pairs = code_pairs(model)
     if all(kernel_is_exact(a, w) for a, w in pairs):
         return model, f"{version}" + (" (integer kernels exact on this CPU: probed)" if pairs else "")

@@ -50,35 +50,62 @@ def shipped_reference(name: str):
 
 
 def reference(workload, program):
-    """(inputs, expected outputs, where the reference comes from) for a workload."""
+    """(inputs, expected outputs or None, where the reference comes from) for a workload."""
     name = workload.model[4:] if workload.model.startswith("zoo:") else None
     if name in zoo.LIGHT and workload.batch == 1 and not workload.quantize and not workload.random_weights:
         inputs, outputs = shipped_reference(name)
         return inputs, outputs, "onnx package reference output"
+    inputs = random_inputs(program, seed=0)
+    expected, source = onnxruntime_reference(model_of(workload), inputs, f"--verify of {workload.label}")
+    return inputs, expected, f"{source}, seeded inputs"
+
+
+def onnxruntime_reference(model, inputs: dict, what: str):
+    """(onnxruntime's outputs on a model it computes exactly on this CPU, or None; the oracle's line)."""
     try:
         import onnxruntime as ort
     except ImportError:
-        raise SpecError(f"--verify: no reference for {workload.label}; install onnxruntime "
-                        "(pip install onnxruntime) to check it") from None
-    model = model_of(workload)
+        raise SpecError(f"{what}: no reference; install onnxruntime (pip install onnxruntime) "
+                        "to check it") from None
     proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
-    inputs = random_inputs(program, seed=0)
     exact, oracle = oracle_model(proto)
     if exact is None:
-        return inputs, None, oracle
-    session = ort.InferenceSession(exact.SerializeToString(), providers=["CPUExecutionProvider"])
+        return None, oracle
+    return _run_onnxruntime(exact, inputs), f"{oracle}, CPU provider"
+
+
+def _run_onnxruntime(model: onnx.ModelProto, inputs: dict) -> dict:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
-    return inputs, dict(zip(names, session.run(names, inputs))), f"{oracle}, CPU provider, seeded inputs"
+    return dict(zip(names, session.run(names, inputs)))
+
+
+def float_path_gap(model, inputs: dict, outputs: dict) -> float:
+    """Max |simulated - onnxruntime's own run of the model as given|: for an S8S8 QDQ model, whose
+    reference is its QOperator equivalent, the distance to onnxruntime's x86 float path."""
+    proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
+    return max(float(np.max(np.abs(outputs[k].astype(np.float64) - v)))
+               for k, v in _run_onnxruntime(proto, inputs).items())
 
 
 def verify(spec, workload) -> dict:
     """Functional simulation of one design point on one workload, against its reference."""
     program = lower(graph_of(workload), spec)
     inputs, expected, source = reference(workload, program)
-    if expected is None:       # no exact reference on this CPU: say so instead of a false verdict
-        return {"workload": workload.label, "reference": source, "max_abs_error": float("nan"), "ok": None,
-                "criterion": "not checked"}
-    outputs = simulate(program, inputs).outputs
+    outputs = simulate(program, inputs).outputs if expected is not None else {}
+    return {"workload": workload.label, **compare(spec, program, outputs, expected, source)}
+
+
+def compare(spec, program, outputs: dict, expected, source: str) -> dict:
+    """The verdict on simulated outputs against a reference's, by the datapath's criterion:
+    bit-identical on integer datapaths, rtol/atol on fp32, relative L2 <= u sqrt(L) on bf16/fp16.
+    `expected` None (no exact reference on this CPU) gives ok None: not checked, never a pass."""
+    if expected is None:
+        return {"reference": source, "max_abs_error": float("nan"), "ok": None, "criterion": "not checked"}
     narrow = [UNIT_ROUNDOFF[t] for t in (spec.datatypes.input, spec.datatypes.weight, spec.datatypes.output)
               if t in UNIT_ROUNDOFF]
     layers = sum(layer.op in ("conv", "gemm") for layer in program.layers)
@@ -103,8 +130,7 @@ def verify(spec, workload) -> dict:
             ok &= float(np.linalg.norm(got.astype(np.float64) - want)) / scale <= bound
     criterion = ("bit-identical" if exact else f"rtol {RTOL:g}, atol {ATOL:g}" if bound is None
                  else f"relative L2 <= {bound:.3g} (u sqrt(L))")
-    return {"workload": workload.label, "reference": source, "max_abs_error": worst, "ok": ok,
-            "criterion": criterion}
+    return {"reference": source, "max_abs_error": worst, "ok": ok, "criterion": criterion}
 
 
 def verify_front(space, points: dict, workloads, count: int, stream) -> list:

@@ -50,22 +50,25 @@ def quant_model_path(name: str, format: str = "qdq", per_channel: bool = False,
                     weight_type=weight_type, seed=seed)
 
 
-def ort_outputs(model, inputs: dict) -> dict:
+def ort_outputs(model, inputs: dict, exact: bool = True) -> dict:
     """onnxruntime's outputs (output name -> array) for a model (path or ModelProto), with default
     session options on the CPU provider: graph optimisations on, which fuse QDQ groups into integer
     kernels (QLinearConv, QLinearMatMul, ...), as an int8 datapath computes. Where onnxruntime's
     uint8 x int8 kernel saturates on this CPU (no VNNI/AMX: found by a probe), the model runs with
     its int8 weights moved to uint8 (the same integers; dse/ort_oracle.py), so the reference is
-    exact on every CPU; where no exact kernel exists the test is skipped with the reason."""
+    exact on every CPU; where no exact kernel exists the test is skipped with the reason. A QDQ
+    model with int8 activations runs as its equivalent QOperator graph (onnxruntime keeps those
+    groups float on x86). `exact=False` runs the model as onnxruntime runs it here, float path
+    included."""
     import onnxruntime as ort
     import pytest
 
     from dse.ort_oracle import oracle_model
 
     proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
-    exact, oracle = oracle_model(proto)
-    if exact is None:
+    chosen, oracle = oracle_model(proto) if exact else (proto, "as is")
+    if chosen is None:
         pytest.skip(oracle)
-    session = ort.InferenceSession(exact.SerializeToString(), providers=["CPUExecutionProvider"])
+    session = ort.InferenceSession(chosen.SerializeToString(), providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
     return dict(zip(names, session.run(names, inputs)))

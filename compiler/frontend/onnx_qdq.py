@@ -5,8 +5,11 @@ converters (onnx_quant.py) serves both formats. The rules mirror QDQSelectorActi
 qdq_selectors.cc; docs/int8_datapath.md section 4) for the x86 CPU provider:
 
   Conv, MatMul          every input from a DQ, one Q; activation dtype == output dtype; int8
-                        activations are NOT fused (QDQIsInt8Allowed() is false off ARM), nor are
-                        int8 activations with uint8 weights; a Conv bias must be an int32 DQ.
+                        activations with int8 weights (S8S8, the symmetric convention of NPU
+                        toolchains) are fused as onnxruntime fuses them on ARM (QDQIsInt8Allowed);
+                        on x86 onnxruntime keeps them float, within a code or so of the integer
+                        result; int8 activations with uint8 weights are not fused; a Conv bias
+                        must be an int32 DQ.
   Gemm                  every input from a DQ, Q optional (QGemm with float output without it);
                         int8 A needs int8 B; a bias needs beta == 1 and int32.
   Add, Mul              both inputs from DQs and one Q, all one dtype (QLinearAdd / QLinearMul).
@@ -127,7 +130,8 @@ def _fuse(graph: _Graph, node, opset: int):
     if q is None or not all_dq:
         return None
     if op in ("Conv", "MatMul"):
-        if dts[0] != y_dt or dts[0] == np.int8 or (op == "Conv" and len(dts) == 3 and dts[2] != np.int32):
+        if dts[0] != y_dt or (dts[0] == np.int8 and dts[1] != np.int8) or \
+                (op == "Conv" and len(dts) == 3 and dts[2] != np.int32):
             return None
         inputs = _dq_triple(dqs[0]) + _dq_triple(dqs[1]) + _q_pair(q) + ([dqs[2].input[0]] if len(dts) == 3 else [])
         new_op = "QLinearConv" if op == "Conv" else "QLinearMatMul"

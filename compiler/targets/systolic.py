@@ -69,10 +69,9 @@ def _check_datapath(graph: Graph, spec: SystolicSpec) -> bool:
         if float_layer is not None and quantised is not None:
             raise CompileError(
                 f"node '{float_layer.name}' ({float_layer.op}): this quantised model runs the layer in float "
-                "(a QDQ group with int8 activations: onnxruntime runs those in float on x86, so the front end "
-                "keeps them float; docs/int8_datapath.md section 4), and an integer datapath has no float "
-                "GEMM; quantise with uint8 activations (dse quantize --activation-type uint8, the default) "
-                "or --format qoperator")
+                "(a QDQ group the front end cannot fuse, such as int8 activations with uint8 weights; "
+                "docs/int8_datapath.md section 4), and an integer datapath has no float GEMM; quantise with "
+                "int8 weights (dse quantize --weight-type int8, the default) or uint8 activations")
         if float_layer is not None:
             raise CompileError(
                 f"node '{float_layer.name}' ({float_layer.op}): spec '{spec.name}' has an integer "

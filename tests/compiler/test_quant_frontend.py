@@ -16,6 +16,7 @@ from compiler.frontend import quant_tables
 from compiler.frontend.onnx import load_model
 from compiler.ir import Quant, TensorType
 from compiler.passes import optimize
+from dse.ort_oracle import fused_model
 from tests import quant_golden as golden
 from tests.ir_reference import evaluate
 from tests.quant_golden_softmax import qlinear_softmax, softmax_table
@@ -84,16 +85,19 @@ def test_every_intermediate_code_tensor_matches(name, tmp_path):
     assert not mismatched
 
 
-def test_int8_activations_take_the_float_path_within_one_step():
-    """int8-activation Conv is not fused on x86 (docs/int8_datapath.md section 4): dequantize ->
-    fp32 conv -> quantize, which agrees with onnxruntime's float kernels to one code step."""
+def test_int8_activations_run_s8s8_on_integer_convs_within_one_step_of_the_x86_float_path():
+    """S8S8 QDQ Conv is fused into integer convs (docs/int8_datapath.md section 4), equal to
+    onnxruntime's integer kernels on the fused graph, and within one code step of onnxruntime's
+    own run of the QDQ model, which keeps those groups float on x86."""
     path = quant_model_path("squeezenet", "qdq", False, activation_type="int8", weight_type="int8")
     graph = optimize(load_model(path))
-    float_convs = [n for n in graph.nodes if n.op == "conv" and graph.tensors[n.inputs[0]].dtype == "fp32"]
-    assert len(float_convs) == 26
+    integer_convs = [n for n in graph.nodes if n.op == "conv" and graph.tensors[n.inputs[0]].dtype == "int8"]
+    assert len(integer_convs) == 26
     feeds = _feeds(graph, 1)
-    got, want = evaluate(graph, feeds), ort_outputs(path, feeds)
-    for output, expected in want.items():
+    got = evaluate(graph, feeds)
+    for output, expected in ort_outputs(fused_model(onnx.load(str(path))), feeds).items():
+        assert np.array_equal(got[output], expected), output
+    for output, expected in ort_outputs(path, feeds, exact=False).items():
         steps = np.abs(got[output] - expected) / np.float32(1 / 255)
         assert steps.max() <= 1.001
 
@@ -202,10 +206,16 @@ def test_qdq_relu_with_other_zero_point_stays_float():
     assert [n.op for n in graph.nodes] == ["quantize", "dequantize", "conv", "quantize", "dequantize"]
 
 
-def test_qdq_int8_conv_is_not_fused():
-    graph = optimize(load_model(_qdq(_conv_group(), _conv_inits(), [1, 3, 6, 6], dtype=np.int8)))
-    conv = next(n for n in graph.nodes if n.op == "conv")
-    assert graph.tensors[conv.inputs[0]].dtype == "fp32" and conv.inputs[1] in graph.constants
+def test_qdq_int8_activations_fuse_with_int8_weights_only():
+    """S8S8 groups are fused (as onnxruntime fuses them on ARM); int8 activations with uint8
+    weights have no integer kernel in onnxruntime and stay float."""
+    for weights, fused in ((np.int8, True), (np.uint8, False)):
+        inits = _conv_inits(weights)
+        if weights == np.uint8:
+            inits = [_init("w", np.random.default_rng(6).integers(0, 200, (4, 3, 3, 3)), np.uint8)] + inits[1:]
+        graph = optimize(load_model(_qdq(_conv_group(), inits, [1, 3, 6, 6], dtype=np.int8)))
+        conv = next(n for n in graph.nodes if n.op == "conv")
+        assert (graph.tensors[conv.inputs[0]].dtype == "int8") == fused and conv.inputs[1] in graph.constants
 
 
 @pytest.mark.parametrize("same_params", [True, False])
@@ -327,7 +337,7 @@ def test_zero_scale_in_a_folded_dequantize_is_an_error():
     for init in model.graph.initializer:
         if init.name == "ws":
             init.CopyFrom(_init("ws", 0.0, np.float32))
-    _one_line_error(model, "DequantizeLinear", "finite and > 0")
+    _one_line_error(model, "'ws'", "w_scale", "finite and > 0")
 
 
 # ---- Graph.verify: dtype and quantisation rules -----------------------------------------------

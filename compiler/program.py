@@ -26,7 +26,7 @@ from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from compiler.errors import CompileError
+from compiler.errors import ProgramError
 from compiler.numerics import encode
 from compiler.spec import DATATYPE_BITS, DATATYPES
 
@@ -35,6 +35,7 @@ ENGINE_ID = {name: i for i, name in enumerate(ENGINES)}
 
 # opcode -> (engine, operand names). Addresses are bytes; sizes are elements; *_dtype: DTYPE_CODE
 # of the DRAM data read (src) or written (dst); scratchpads and accumulator hold their own type.
+# What each opcode reads and writes, which verify() bounds-checks: ACCESSES in compiler/program_bounds.py.
 OPCODES = {
     # conv desc -> input scratchpad [tm,tk]
     "load_im2col": ("dma_load", ("desc", "m0", "tm", "k0", "tk", "dst", "src_dtype")),
@@ -94,6 +95,34 @@ REQUANT_ID = {"float": 0, "codes": 1, "int32": 2, "scaled": 3, "fixed_point": 4}
 ACTIVATION_ID = {"none": 0, "relu": 1}
 BINARY_OPS = {"add": 0, "sub": 1, "mul": 2, "div": 3}
 MAX_RANK = 6
+
+
+def _fields(text: str) -> tuple:
+    """Descriptor field names from a layout string; "shape[6]" stands for shape0 .. shape5."""
+    out = []
+    for word in text.split():
+        name, _, count = word.partition("[")
+        out.extend([f"{name}{i}" for i in range(int(count[:-1]))] if count else [name])
+    return tuple(out)
+
+
+# Descriptor int fields per opcode, by name (compiler/targets/vector.py documents and writes the vector
+# ones; the trailing zero points, table and is_global are read on 8-bit codes only). Addresses are bytes.
+_POOL = _fields("src dst planes h w oh ow kh kw sh sw pt pl count_include_pad pb pr x_zp y_zp is_global")
+_QUANTIZE = _fields("src dst outer c inner scale zero_point")
+DESC_FIELDS = {
+    "load_im2col": CONV_FIELDS, "matmul": CONV_FIELDS, "store_tile": CONV_FIELDS,
+    "vec_relu": _fields("src dst n"),
+    "vec_binary": _fields("a b dst op rank shape[6] a_stride[6] b_stride[6] a_zp b_zp y_zp"),
+    "vec_affine": _fields("src scale shift dst n c hw"),
+    "vec_maxpool": _POOL, "vec_avgpool": _POOL,
+    "vec_lrn": _fields("src dst n c hw size"),
+    "vec_softmax": _fields("src dst outer axis_len inner table y_zp"),
+    "vec_copy": _fields("src dst shape[6] src_stride[6] dst_stride[6]"),
+    "vec_quantize": _QUANTIZE, "vec_dequantize": _QUANTIZE,
+    "vec_lookup": _fields("src dst n table"),
+    "vec_dynamic_quantize": _fields("src dst n scale zero_point"),
+}
 
 
 @dataclass(frozen=True)
@@ -167,27 +196,46 @@ class Program:
         return self.onchip_dtypes.get(memory, "fp32")
 
     def verify(self) -> "Program":
+        """Check the contract, or raise ProgramError naming the first instruction row that breaks it:
+        the table's shape, known opcodes on their engines, layer and dependency indices, regions inside
+        DRAM, and every address and size against the memory it addresses (compiler/program_bounds.py)."""
+        from compiler.program_bounds import check_bounds   # it reads this module's tables
+
         ins = self.instructions
         n = len(ins)
         where = f"program ({self.target})"
         for name, col in (("engine", ins.engine), ("layer", ins.layer), ("dram_bytes", ins.dram_bytes),
                           ("onchip_bytes", ins.onchip_bytes), ("work", ins.work)):
             if len(col) != n:
-                raise CompileError(f"{where}: column {name} has {len(col)} rows, expected {n}")
+                raise ProgramError(f"{where}: column {name} has {len(col)} rows, expected {n}")
         if ins.operands.shape != (n, N_OPERANDS) or len(ins.dep_ptr) != n + 1:
-            raise CompileError(f"{where}: operand or dependency table has the wrong shape")
+            raise ProgramError(f"{where}: operand or dependency table has the wrong shape")
+        if self.desc_int.shape[1:] != (DESC_INTS,) or self.desc_float.shape != (len(self.desc_int), DESC_FLOATS):
+            raise ProgramError(f"{where}: descriptor tables have shapes {self.desc_int.shape} and "
+                               f"{self.desc_float.shape}, expected [n, {DESC_INTS}] and [n, {DESC_FLOATS}]")
+        bad = np.nonzero((ins.opcode < 0) | (ins.opcode >= len(OPCODES)))[0]
+        if len(bad):
+            i = int(bad[0])
+            raise ProgramError(f"{where}: row {i} has unknown opcode {int(ins.opcode[i])} (opcodes are "
+                               f"0..{len(OPCODES) - 1}: {', '.join(OPCODES)})")
         bad = np.nonzero(OPCODE_ENGINE[ins.opcode] != ins.engine)[0]
         if len(bad):
             i = int(bad[0])
-            raise CompileError(f"{where}: row {i} {OPCODE_NAMES[ins.opcode[i]]} on wrong engine {ins.engine[i]}")
+            raise ProgramError(f"{where}: row {i} {OPCODE_NAMES[ins.opcode[i]]} on wrong engine {ins.engine[i]}")
+        bad = np.nonzero((ins.layer < 0) | (ins.layer >= len(self.layers)))[0]
+        if len(bad):
+            i = int(bad[0])
+            raise ProgramError(f"{where}: row {i} {OPCODE_NAMES[ins.opcode[i]]} names layer {ins.layer[i]} "
+                               f"(the program has {len(self.layers)})")
         rows = np.repeat(np.arange(n), np.diff(ins.dep_ptr))
         bad = np.nonzero((ins.dep_idx >= rows) | (ins.dep_idx < 0))[0]
         if len(bad):
             i = int(rows[bad[0]])
-            raise CompileError(f"{where}: row {i} {OPCODE_NAMES[ins.opcode[i]]} depends on a later row")
+            raise ProgramError(f"{where}: row {i} {OPCODE_NAMES[ins.opcode[i]]} depends on a later row")
         for region in self.regions.values():
             if region.offset < 0 or region.offset + region.nbytes > self.dram_size:
-                raise CompileError(f"{where}: region {region.name} lies outside DRAM")
+                raise ProgramError(f"{where}: region {region.name} lies outside DRAM")
+        check_bounds(self, where)
         return self
 
     def describe_row(self, i: int) -> str:

@@ -41,11 +41,14 @@ bit against onnxruntime in tests/e2e/test_int8_models.py):
 """
 from __future__ import annotations
 
+import functools
 import math
+from types import FunctionType
 
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
+from numba.core.dispatcher import Dispatcher
 from numba.extending import intrinsic
 
 # opcode ids, in compiler.program.OPCODES order (checked by tests/sim/test_kernels.py)
@@ -716,10 +719,13 @@ def dynamic_quantize(m, g):
 
 
 @njit(cache=True)
-def execute(opcode, operands, desc_int, desc_float, dram, spad_in, spad_w, acc, in_code, w_code):
+def execute(opcode, operands, desc_int, desc_float, dram, spad_in, spad_w, acc, in_code, w_code, at):
     """Run every instruction in program order (dependencies are satisfied by construction).
     Memories arrive as byte buffers (lengths multiples of 4); in_code, w_code: the scratchpads'
-    element types on float layers (an integer layer's descriptor names its codes)."""
+    element types on float layers (an integer layer's descriptor names its codes). at[0] holds the
+    row being executed, so a caller that catches an error the kernels raise (an index out of bounds,
+    under `bounds_checked_execute`) can name it. Returns -1, or the row of an unknown opcode, where
+    it stopped."""
     m = (dram.view(np.float32), dram.view(np.uint16), dram, dram.view(np.int32))
     am = (spad_in.view(np.float32), spad_in.view(np.uint16), spad_in, spad_in.view(np.int32))
     wm = (spad_w.view(np.float32), spad_w.view(np.uint16), spad_w, spad_w.view(np.int32))
@@ -727,6 +733,9 @@ def execute(opcode, operands, desc_int, desc_float, dram, spad_in, spad_w, acc, 
     f, wf = m[0], wm[0]
     for i in range(len(opcode)):
         op, a = opcode[i], operands[i]
+        at[0] = i
+        if op < LOAD_IM2COL or op > VEC_DYNAMIC_QUANTIZE:
+            return i
         if op == LOAD_IM2COL:
             load_im2col(m, desc_int[a[0]], a[1], a[2], a[3], a[4], a[6], am, a[5], in_code)
         elif op == LOAD_WEIGHTS:
@@ -790,6 +799,25 @@ def execute(opcode, operands, desc_int, desc_float, dram, spad_in, spad_w, acc, 
                 src, dst, table = g[0], g[1], g[3]     # 8-bit codes: byte addresses are indices
                 for j in range(g[2]):
                     m[2][dst + j] = m[2][table + np.int64(m[2][src + j])]
+    return -1
+
+
+@functools.cache
+def bounds_checked_execute():
+    """`execute` and every kernel it calls compiled again with bounds checking (Numba's boundscheck:
+    an index outside an array raises IndexError; slices clip, as in NumPy), for the simulator's
+    debug mode. Separate dispatchers over copies of the functions, cached on disk under their own
+    names (Numba's cache key has no compile flags), so the normal kernels and their cache are
+    untouched."""
+    namespace = dict(globals())
+    for name, kernel in globals().items():
+        if isinstance(kernel, Dispatcher) and kernel.py_func.__module__ == __name__:
+            f = kernel.py_func
+            copy = FunctionType(f.__code__, namespace, f.__name__, f.__defaults__, f.__closure__)
+            copy.__qualname__ = f"{f.__qualname__}_boundscheck"
+            inline = kernel.targetoptions.get("inline", "never")
+            namespace[name] = njit(cache=True, boundscheck=True, inline=inline)(copy)
+    return namespace["execute"]
 
 
 @njit(cache=True)

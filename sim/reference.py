@@ -9,7 +9,8 @@ result is rounded once to its destination's type. Tests require the Numba kernel
 equal it bit for bit on the GEMM path, data movement, pooling, elementwise ops and
 softmax (both take exp in float64 from the C library), for every element type, and
 within float rounding on LRN (a float64 power). Float datapaths only (the integer
-datapath's reference is onnxruntime itself). Not used by `simulate`.
+datapath's reference is onnxruntime itself). Not used by `simulate`. An unknown opcode, or an
+access outside a memory, is a SimError naming the row.
 """
 from __future__ import annotations
 
@@ -37,6 +38,9 @@ class Memory:
 
     def strided(self, byte: int, shape, strides, dtype) -> tuple:
         name, typed, size = self._typed(dtype)
+        last = sum((n - 1) * s for n, s in zip(shape, strides))     # as_strided would read past the buffer
+        if min(shape, default=1) > 0 and (byte < 0 or byte // size + last >= len(typed) or min(strides, default=0) < 0):
+            raise IndexError(f"{name}[{list(shape)}] at byte {byte} lies outside the {self.raw.size}-byte memory")
         return name, as_strided(typed[byte // size:], shape=tuple(shape),
                                 strides=tuple(typed.itemsize * s for s in strides))
 
@@ -57,7 +61,10 @@ class Memory:
     def scatter(self, byte: int, index, values, dtype) -> None:
         """Store fp32 `values` at element offsets `index` from `byte`."""
         name, typed, size = self._typed(dtype)
-        typed[byte // size + index] = encode(values, name)
+        at = byte // size + index
+        if at.size and (at.min() < 0 or at.max() >= len(typed)):
+            raise IndexError(f"{name} elements {at.min()}..{at.max()} lie outside the {self.raw.size}-byte memory")
+        typed[at] = encode(values, name)
 
 
 def _conv(g) -> dict:
@@ -158,28 +165,37 @@ def execute(program: Program, inputs: dict) -> dict:
     dram = Memory(raw)
     mem = {name: Memory(buf) for name, buf in onchip_memories(program).items()}
     spad, wbuf, acc = mem["input_scratchpad"], mem["weight_scratchpad"], mem["accumulator"]
-    a_type, w_type = program.onchip_dtype("input_scratchpad"), program.onchip_dtype("weight_scratchpad")
-    acc_f32 = acc.raw.view(np.float32)
     ins = program.instructions
     for i in range(len(ins)):
-        op, a = OPCODE_NAMES[ins.opcode[i]], [int(v) for v in ins.operands[i]]
-        if op == "load_im2col":
-            spad.write(a[5], _im2col(dram, program.desc_int[a[0]], *a[1:5], a[6]), a_type)
-        elif op == "load_weights":
-            wbuf.write(a[4], dram.read(a[0], (a[1], a[2]), a[5], (a[3], 1)), w_type)
-        elif op == "load_bias":
-            bias = dram.read(a[0], a[2], a[4]) if a[0] >= 0 else np.zeros(a[2], np.float32)
-            acc.write(a[3], np.tile(bias, a[1]), "fp32")
-        elif op == "matmul":
-            tm, tk, tn = a[3:6]
-            at, wt = spad.read(a[0], (tm, tk), a_type), wbuf.read(a[1], (tk, tn), w_type)
-            ct = acc_f32[a[2] // 4: a[2] // 4 + tm * tn].reshape(tm, tn)
-            for k in range(tk):  # the declared order: one k at a time, product rounded, then added
-                ct += np.multiply(at[:, k:k + 1], wt[k:k + 1, :])
-        elif op == "store_tile":
-            tile = acc_f32[a[1] // 4: a[1] // 4 + a[3] * a[5]].reshape(a[3], a[5])
-            _store(dram, program.desc_int[a[0]], tile, a[2], a[4], a[6])
-        else:
-            codes = a[1:len(OPCODES[op][1])]    # the dtype operands: inputs in order, then the result
-            _vector(op, dram, program.desc_int[a[0]], program.desc_float[a[0]], codes)
+        code = int(ins.opcode[i])
+        if not 0 <= code < len(OPCODE_NAMES):
+            raise SimError(f"row {i}: unknown opcode {code}; the reference executor defines opcodes "
+                           f"0..{len(OPCODE_NAMES) - 1} ({', '.join(OPCODE_NAMES)})")
+        try:
+            _execute_row(program, OPCODE_NAMES[code], [int(v) for v in ins.operands[i]], dram, spad, wbuf, acc)
+        except IndexError as exc:
+            raise SimError(f"row {i} {OPCODE_NAMES[code]}: {exc}") from None
     return read_outputs(program, raw)
+
+
+def _execute_row(program: Program, op: str, a: list, dram: Memory, spad: Memory, wbuf: Memory, acc: Memory):
+    """One instruction, its operands `a` in OPCODES order (an access outside a memory: IndexError)."""
+    a_type, w_type = program.onchip_dtype("input_scratchpad"), program.onchip_dtype("weight_scratchpad")
+    if op == "load_im2col":
+        spad.write(a[5], _im2col(dram, program.desc_int[a[0]], *a[1:5], a[6]), a_type)
+    elif op == "load_weights":
+        wbuf.write(a[4], dram.read(a[0], (a[1], a[2]), a[5], (a[3], 1)), w_type)
+    elif op == "load_bias":
+        bias = dram.read(a[0], a[2], a[4]) if a[0] >= 0 else np.zeros(a[2], np.float32)
+        acc.write(a[3], np.tile(bias, a[1]), "fp32")
+    elif op == "matmul":
+        tm, tk, tn = a[3:6]
+        at, wt = spad.read(a[0], (tm, tk), a_type), wbuf.read(a[1], (tk, tn), w_type)
+        _, ct = acc.strided(a[2], (tm, tn), (tn, 1), "fp32")    # the accumulator tile, in place
+        for k in range(tk):  # the declared order: one k at a time, product rounded, then added
+            ct += np.multiply(at[:, k:k + 1], wt[k:k + 1, :])
+    elif op == "store_tile":
+        _store(dram, program.desc_int[a[0]], acc.read(a[1], (a[3], a[5]), "fp32"), a[2], a[4], a[6])
+    else:
+        codes = a[1:len(OPCODES[op][1])]    # the dtype operands: inputs in order, then the result
+        _vector(op, dram, program.desc_int[a[0]], program.desc_float[a[0]], codes)

@@ -6,21 +6,29 @@ Memories are byte buffers (the DRAM image, and one per on-chip memory); inputs a
 encoded in their region's element type when placed (fp32 -> bf16/fp16 rounds to
 nearest even, compiler/numerics.py) and float outputs are widened exactly to float32
 (integer outputs, the codes of a quantised model, come back as stored).
+A functional run verifies the Program first (every address inside its memory); the debug mode
+(DSE_BOUNDSCHECK=1, or simulate(..., boundscheck=True)) runs the kernels compiled with bounds
+checking instead, to find an access verify does not see.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
 
 from compiler.numerics import FLOAT_TYPES, INT_TYPES, STORAGE, decode, encode
-from compiler.program import DTYPE_CODE, DTYPE_OPERANDS, ENGINES, Program
+from compiler.program import DTYPE_CODE, DTYPE_OPERANDS, ENGINES, OPCODE_NAMES, OPCODES, Program
 from sim import kernels
 from sim.errors import SimError
 from sim.stats import Stats, collect
 from sim.timing import systolic as systolic_timing
 
 TIMING = {"systolic": systolic_timing.instruction_cycles}
+# NumPy kinds an input array may have (booleans, integers, real floats), converted to its region's
+# type; complex numbers, strings, dates, records and Python objects are not data a model reads.
+INPUT_KINDS = "biuf"
+BOUNDSCHECK_ENV = "DSE_BOUNDSCHECK"   # =1: functional runs use the bounds-checked kernels (simulate)
 
 
 @dataclass
@@ -38,6 +46,9 @@ def place_inputs(program: Program, inputs: dict, dram: np.ndarray) -> None:
     for name in program.inputs:
         region = program.regions[name]
         value = np.asarray(inputs[name])
+        if value.dtype.kind not in INPUT_KINDS:
+            raise SimError(f"input '{name}' is an array of {value.dtype}; the model takes {region.dtype} numbers "
+                           "(pass booleans, integers or real floats)")
         if tuple(value.shape) != tuple(region.shape):
             raise SimError(f"input '{name}' has shape {list(value.shape)}, the model expects {list(region.shape)}")
         try:
@@ -72,7 +83,11 @@ def check_datapath(program: Program) -> None:
     types.update({m: program.onchip_dtype(m) for m in program.onchip})
     bad = [(where, t) for where, t in types.items() if t not in implemented]
     ins = program.instructions
-    codes = ins.operands[DTYPE_OPERANDS[ins.opcode]]
+    known = (ins.opcode >= 0) & (ins.opcode < len(OPCODE_NAMES))    # the executors refuse the others
+    if known.all():
+        codes = ins.operands[DTYPE_OPERANDS[ins.opcode]]
+    else:
+        codes = ins.operands[known][DTYPE_OPERANDS[ins.opcode[known]]]
     wrong = codes[~np.isin(codes, [DTYPE_CODE[t] for t in implemented])]
     if len(wrong):
         bad.append(("a *_dtype operand", f"code {int(wrong[0])}"))
@@ -84,24 +99,62 @@ def check_datapath(program: Program) -> None:
                        f"with an fp32 accumulator, and uint8/int8 codes with an int32 accumulator")
 
 
+def boundscheck_requested() -> bool:
+    """Whether the environment asks for the bounds-checked kernels: DSE_BOUNDSCHECK=1."""
+    return os.environ.get(BOUNDSCHECK_ENV, "").strip() not in ("", "0")
+
+
+def execute(program: Program, inputs: dict, boundscheck: bool = False) -> np.ndarray:
+    """Run the instruction table on a fresh DRAM image holding `inputs`; the image afterwards. The
+    Program is taken as verified. With boundscheck, the kernels compiled with bounds checking run it
+    (slower): an access outside a memory is a SimError naming the row, not a silent corruption."""
+    check_datapath(program)
+    dram = program.dram_image()
+    place_inputs(program, inputs, dram)
+    onchip = onchip_memories(program)
+    ins = program.instructions
+    at = np.zeros(1, np.int64)
+    run = kernels.bounds_checked_execute() if boundscheck else kernels.execute
+    try:
+        stopped = run(ins.opcode, ins.operands, program.desc_int, program.desc_float, dram,
+                      onchip["input_scratchpad"], onchip["weight_scratchpad"], onchip["accumulator"],
+                      DTYPE_CODE[program.onchip_dtype("input_scratchpad")],
+                      DTYPE_CODE[program.onchip_dtype("weight_scratchpad")], at)
+    except IndexError as exc:
+        if not boundscheck:
+            raise
+        raise SimError(f"{_row_text(program, int(at[0]))}: {exc} (an access outside its memory, found by the "
+                       "bounds-checked kernels)") from None
+    if stopped >= 0:
+        raise SimError(f"row {stopped}: unknown opcode {int(ins.opcode[stopped])}; the simulator executes opcodes "
+                       f"0..{len(OPCODE_NAMES) - 1} ({', '.join(OPCODE_NAMES)})")
+    return dram
+
+
+def _row_text(program: Program, i: int) -> str:
+    """'row I OPCODE (operand=value ...)', from the table alone (an unverified row may name anything)."""
+    op = OPCODE_NAMES[program.instructions.opcode[i]]
+    values = " ".join(f"{name}={int(v)}" for name, v in zip(OPCODES[op][1], program.instructions.operands[i]))
+    return f"row {i} {op} ({values})"
+
+
 def simulate(program: Program, inputs: dict | None = None, timing_only: bool = False,
-             ideal_memory: bool = False, all_tensors: bool = False) -> SimResult:
+             ideal_memory: bool = False, all_tensors: bool = False, boundscheck: bool | None = None) -> SimResult:
     """Execute `program`; `inputs` maps graph input names to arrays (required unless timing_only).
     With all_tensors, `outputs` holds every tensor the Program keeps in DRAM (inputs, every
-    intermediate, outputs; compile-time data under `name::...` too), for inspection."""
+    intermediate, outputs; compile-time data under `name::...` too), for inspection.
+    A functional run first verifies the Program (Program.verify: every address inside its memory),
+    unless boundscheck (default: the DSE_BOUNDSCHECK environment variable) asks for the debug mode:
+    the kernels compiled with bounds checking run it unverified, and an access outside a memory is a
+    SimError naming the row (what finds an access verify misses)."""
     outputs = {}
     if not timing_only:
         if inputs is None:
             raise SimError("functional simulation needs inputs (or use timing_only=True)")
-        check_datapath(program)
-        dram = program.dram_image()
-        place_inputs(program, inputs, dram)
-        onchip = onchip_memories(program)
-        ins = program.instructions
-        kernels.execute(ins.opcode, ins.operands, program.desc_int, program.desc_float, dram,
-                        onchip["input_scratchpad"], onchip["weight_scratchpad"], onchip["accumulator"],
-                        DTYPE_CODE[program.onchip_dtype("input_scratchpad")],
-                        DTYPE_CODE[program.onchip_dtype("weight_scratchpad")])
+        boundscheck = boundscheck_requested() if boundscheck is None else boundscheck
+        if not boundscheck:
+            program.verify()
+        dram = execute(program, inputs, boundscheck)
         outputs = read_outputs(program, dram, list(program.regions) if all_tensors else None)
     cycles = TIMING[program.target](program, ideal_memory)
     ins = program.instructions

@@ -1,14 +1,19 @@
 """The Numba kernels against the NumPy reference executor (sim/reference.py): bit for bit
 on the GEMM path, data movement, pooling and softmax; within rounding on LRN (a float64
 power). tests/sim/test_low_precision_reference.py does the same for bf16 and fp16."""
+import dataclasses
+
 import numpy as np
-from hypothesis import given, settings, strategies as st
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from onnx import helper, numpy_helper
 
 import dse
-from compiler.program import OPCODE_NAMES
+from compiler.program import OPCODE_ID, OPCODE_NAMES
 from dse import zoo
 from sim import kernels, reference
+from sim.errors import SimError
 
 
 def test_kernel_opcode_ids_follow_the_program_table():
@@ -56,3 +61,19 @@ def test_vector_ops_match_reference():
     got, want = _both(model, {"array": {"rows": 4, "cols": 4}},
                       {"x": rng.standard_normal((1, 4, 9, 9)).astype(np.float32)})
     np.testing.assert_allclose(got["y"], want["y"], rtol=1e-6, atol=1e-7)
+
+
+def test_reference_refuses_an_unknown_opcode_and_an_address_past_a_memory():
+    program = dse.compile(zoo.small_cnn(), {"array": {"rows": 8, "cols": 8}})
+    x = {"x": np.zeros((1, 3, 32, 32), np.float32)}
+    ins = program.instructions
+    bad = dataclasses.replace(program, instructions=dataclasses.replace(ins, opcode=ins.opcode.copy()))
+    bad.instructions.opcode[3] = 99
+    with pytest.raises(SimError, match="^row 3: unknown opcode 99; the reference executor defines opcodes 0..16 "):
+        reference.execute(bad, x)
+    bad = dataclasses.replace(program, instructions=dataclasses.replace(ins, operands=ins.operands.copy()))
+    row = int(np.flatnonzero(ins.opcode == OPCODE_ID["load_weights"])[0])
+    bad.instructions.operands[row, 0] = program.dram_size        # src past the DRAM image
+    with pytest.raises(SimError, match=f"^row {row} load_weights: fp32\\[.*\\] at byte {program.dram_size} lies "
+                                       f"outside the {program.dram_size}-byte memory"):
+        reference.execute(bad, x)

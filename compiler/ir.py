@@ -90,6 +90,23 @@ IR_OUTPUTS = {"dynamic_quantize": 3}
 # IR dtype -> NumPy dtype of its values
 DTYPES = {"fp32": np.float32, "uint8": np.uint8, "int8": np.int8, "int32": np.int32}
 QUANT_DTYPES = ("uint8", "int8")          # 8-bit codes, always with a Quant
+# The largest tensor the compiler accepts: 2**31 elements (8 GiB of float32). The simulator holds
+# every tensor in one host-memory DRAM image (Program.dram_image), and the largest tensor of the
+# bundled models (VGG-19's fc6 weight, 25088 x 4096 = 1.0e8) is 20x smaller, so a bigger shape is
+# a damaged or absurd file: front ends refuse it before allocating anything of that size.
+MAX_TENSOR_ELEMENTS = 2 ** 31
+
+
+def shape_problem(shape) -> str | None:
+    """Why a tensor of `shape` cannot exist in a Graph (a negative dim, or more elements than
+    MAX_TENSOR_ELEMENTS), or None."""
+    dims = [int(d) for d in shape]
+    if any(d < 0 for d in dims):
+        return f"shape {dims} has a negative dimension"
+    if math.prod(dims) > MAX_TENSOR_ELEMENTS:
+        return (f"shape {dims} has {math.prod(dims):.3g} elements; the limit is {MAX_TENSOR_ELEMENTS:,} "
+                "(compiler.ir.MAX_TENSOR_ELEMENTS)")
+    return None
 
 
 @dataclass(frozen=True)
@@ -257,6 +274,9 @@ def is_global_pool(graph: Graph, node: Node) -> bool:
 def _check_tensor_type(where: str, t: TensorType) -> None:
     if t.dtype not in DTYPES:
         raise CompileError(f"{where}: dtype {t.dtype!r}; allowed: {', '.join(DTYPES)}")
+    problem = shape_problem(t.shape)
+    if problem:
+        raise CompileError(f"{where}: {problem}")
     if t.quantised != (t.quant is not None):
         raise CompileError(f"{where}: {t.dtype} tensors {'need' if t.quantised else 'take no'} "
                            "quantisation parameters")

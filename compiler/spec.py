@@ -10,6 +10,9 @@ SpecError naming the file, the field path and what is allowed. The `sweep:` and
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import math
+import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from compiler.bundled import is_path, spec_names, spec_path, technology_names, technology_path
 from compiler.errors import SpecError
 
 DATAFLOWS = ("weight_stationary", "output_stationary", "input_stationary")
@@ -42,37 +46,31 @@ DATAPATH_TEXT = ("float datapaths: fp32, bf16 or fp16 input, weight and output w
 REQUANTIZERS = ("float", "fixed_point")
 # Off-chip memory families the technology tables price (hwspecs/tech/*.yaml, dram_pj_per_bit).
 DRAM_TYPES = ("ddr4", "lpddr5", "hbm2")
-# Technology tables live here as <name>.yaml; a spec names one or gives a path to a .yaml file.
-TECH_DIR = Path(__file__).resolve().parents[1] / "hwspecs" / "tech"
-
-
-def technologies() -> tuple:
-    """Names of the bundled technology tables (hwspecs/tech/<name>.yaml)."""
-    return tuple(sorted(p.stem for p in TECH_DIR.glob("*.yaml")))
-
-
-def technology_path(value: str) -> Path:
-    """The table file a `technology` value names: a bundled name or a path to a .yaml file."""
-    return Path(value) if value.endswith((".yaml", ".yml")) else TECH_DIR / f"{value}.yaml"
 
 
 def _check_technology(value: str) -> str | None:
-    if technology_path(value).is_file():
+    """A `technology` value names a bundled table or an existing .yaml file (compiler/bundled.py)."""
+    path = technology_path(value)
+    if path.is_file():
         return None
-    return (f"allowed: {', '.join(technologies())} (tables in {TECH_DIR}) "
-            f"or a path to a .yaml technology table")
+    missing = f"no table file {path}; " if is_path(value) else ""
+    return f"{missing}allowed: {', '.join(technology_names())} (bundled tables) or a path to a .yaml table"
 
 
-def _f(default, doc: str, *, minimum=None, choices=None, check=None):
-    """A spec field: default, one-line doc, and its constraint (minimum, choices, or a
-    `check(value)` returning None when valid, else the 'allowed: ...' text)."""
-    return field(default=default, metadata={"doc": doc, "min": minimum, "choices": choices, "check": check})
+def _f(default, doc: str, *, minimum=None, maximum=None, choices=None, check=None):
+    """A spec field: default, one-line doc, and its constraint (minimum and/or maximum, choices,
+    or a `check(value)` returning None when valid, else the 'allowed: ...' text). A maximum is a
+    limit of this version, refused on load before anything is allocated; its declaration says why."""
+    return field(default=default, metadata={"doc": doc, "min": minimum, "max": maximum, "choices": choices,
+                                            "check": check})
 
 
 @dataclass(frozen=True)
 class ArraySpec:
-    rows: int = _f(32, "processing-element rows of the systolic array", minimum=1)
-    cols: int = _f(32, "processing-element columns of the systolic array", minimum=1)
+    # At most 4096 per side: 16x TPU v1's 256x256 (Jouppi et al., ISCA 2017) each way, 16.8M PEs;
+    # beyond that a value is a typo (an extra zero), not a design this area/energy model describes.
+    rows: int = _f(32, "processing-element rows of the systolic array", minimum=1, maximum=4096)
+    cols: int = _f(32, "processing-element columns of the systolic array", minimum=1, maximum=4096)
     dataflow: str = _f("weight_stationary", "which operand stays in the PEs", choices=DATAFLOWS)
     macs_per_pe_cycle: int = _f(1, "MACs each PE completes per cycle in the spec's datatypes: a PE that packs "
                                 "narrow multipliers reduces that many consecutive K elements per cycle "
@@ -102,9 +100,15 @@ class DatatypeSpec:
 
 @dataclass(frozen=True)
 class MemorySpec:
-    input_scratchpad_kib: float = _f(256, "on-chip buffer for activation tiles (KiB)", minimum=0.001)
-    weight_scratchpad_kib: float = _f(256, "on-chip buffer for weight tiles (KiB)", minimum=0.001)
-    accumulator_kib: float = _f(128, "on-chip accumulator for output tiles (KiB)", minimum=0.001)
+    # At most 1 GiB (1048576 KiB) each: a functional run allocates every on-chip memory in full
+    # (sim/run.py onchip_memories), and 1 GiB is above the largest single-die SRAM (Graphcore
+    # GC200: 900 MB), so a larger value is a typo that would ask the simulator for gigabytes.
+    input_scratchpad_kib: float = _f(256, "on-chip buffer for activation tiles (KiB)", minimum=0.001,
+                                     maximum=1048576)
+    weight_scratchpad_kib: float = _f(256, "on-chip buffer for weight tiles (KiB)", minimum=0.001,
+                                      maximum=1048576)
+    accumulator_kib: float = _f(128, "on-chip accumulator for output tiles (KiB)", minimum=0.001,
+                                maximum=1048576)
     scratchpad_banks: int = _f(4, "banks per scratchpad (parallel ports)", minimum=1)
     scratchpad_bytes_per_cycle: int = _f(64, "bytes per cycle per bank", minimum=1)
     dram_gbps: float = _f(25.6, "DRAM bandwidth (GB/s; 25.6 = one DDR4-3200 channel)", minimum=0.001)
@@ -150,6 +154,25 @@ def _type_name(tp) -> str:
     return getattr(tp, "__name__", str(tp))
 
 
+def did_you_mean(name, allowed, prefix: str = "") -> str:
+    """"did you mean 'PREFIX+X'? " for the allowed name X closest to a misspelt `name`, else ''."""
+    close = difflib.get_close_matches(str(name), [str(a) for a in allowed], n=1)
+    return f"did you mean '{prefix}{close[0]}'? " if close else ""
+
+
+def _as_float(value) -> float:
+    try:
+        return float(value)
+    except OverflowError:  # an integer beyond every float: refused below as not finite
+        return math.inf if value > 0 else -math.inf
+
+
+def bounds_text(meta: dict) -> str:
+    """A numeric field's allowed range, e.g. '>= 1 and <= 4096'."""
+    parts = [f"{op} {meta[k]}" for op, k in ((">=", "min"), ("<=", "max")) if meta.get(k) is not None]
+    return " and ".join(parts)
+
+
 def _check_scalar(value, tp, path: str, meta: dict, where: str):
     if tp is bool:
         ok = isinstance(value, bool)
@@ -157,7 +180,7 @@ def _check_scalar(value, tp, path: str, meta: dict, where: str):
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif tp is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        value = float(value) if ok else value
+        value = _as_float(value) if ok else value
     elif tp is str:
         ok = isinstance(value, str)
     elif tp is tuple:
@@ -169,11 +192,15 @@ def _check_scalar(value, tp, path: str, meta: dict, where: str):
         raise TypeError(f"unsupported spec field type {tp}")
     if not ok:
         raise SpecError(f"{where}: field '{path}' must be {_type_name(tp)}, got {value!r}")
-    choices, minimum = meta.get("choices"), meta.get("min")
+    choices, minimum, maximum = meta.get("choices"), meta.get("min"), meta.get("max")
     if choices and value not in choices:
-        raise SpecError(f"{where}: field '{path}' is {value!r}; allowed: {', '.join(choices)}")
-    if minimum is not None and value < minimum:
-        raise SpecError(f"{where}: field '{path}' is {value!r}; must be >= {minimum}")
+        raise SpecError(f"{where}: field '{path}' is {value!r}; {did_you_mean(value, choices)}"
+                        f"allowed: {', '.join(choices)}")
+    if tp is float and not math.isfinite(value):
+        raise SpecError(f"{where}: field '{path}' is {value!r}; must be a finite number "
+                        f"{bounds_text(meta) or '(not nan or inf)'}")
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise SpecError(f"{where}: field '{path}' is {value!r}; must be {bounds_text(meta)}")
     problem = meta["check"](value) if meta.get("check") else None
     if problem:
         raise SpecError(f"{where}: field '{path}' is {value!r}; {problem}")
@@ -186,10 +213,11 @@ def build(cls, data: Any, where: str, prefix: str = ""):
         raise SpecError(f"{where}: '{prefix or '<top>'}' must be a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(fields))
+    unknown = sorted(set(data) - set(fields), key=str)       # YAML keys may be numbers or null too
     if unknown:
         path = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
-        raise SpecError(f"{where}: unknown field '{path}'; allowed here: {', '.join(fields)}")
+        hint = did_you_mean(unknown[0], fields, f"{prefix}." if prefix else "")
+        raise SpecError(f"{where}: unknown field '{path}'; {hint}allowed here: {', '.join(fields)}")
     kwargs = {}
     for name, value in data.items():
         path = f"{prefix}.{name}" if prefix else name
@@ -224,7 +252,7 @@ def from_dict(data: dict, where: str = "<spec>"):
     if not isinstance(data, dict):
         raise SpecError(f"{where}: a spec must be a YAML mapping at the top level")
     target = data.get("target", "systolic")
-    if target not in TARGET_SPECS:
+    if not isinstance(target, str) or target not in TARGET_SPECS:
         raise SpecError(f"{where}: field 'target' is {target!r}; allowed: {', '.join(TARGET_SPECS)}")
     spec = build(TARGET_SPECS[target], data, where)
     _check_implemented(spec, where)
@@ -232,17 +260,44 @@ def from_dict(data: dict, where: str = "<spec>"):
 
 
 def load(path: str | Path):
-    """Load and validate a hardware spec YAML file."""
-    path = Path(path)
+    """Load and validate a hardware spec: a YAML file, or a bundled spec by name (`systolic_int8`)."""
+    path = spec_path(path)
     try:
         text = path.read_text()
     except OSError as exc:
-        raise SpecError(f"{path}: cannot read spec file ({exc.strerror})") from None
+        raise SpecError(f"{path}: cannot read spec file ({exc.strerror}); "
+                        f"bundled specs: {', '.join(spec_names())}") from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(f"{path}: not a text file ({exc.reason} at byte {exc.start})") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise SpecError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    return from_dict(data, str(path))
+    except RecursionError:                      # PyYAML composes nested collections recursively
+        raise SpecError(f"{path}: YAML nested too deeply to be a spec") from None
+    return from_dict(_tables_beside(data, path.parent), str(path))
+
+
+def _tables_beside(data, folder: Path):
+    """The spec mapping with each relative technology table path (`technology`, and the values
+    of a swept `technology`) made absolute from the spec file's folder, so a spec finds its own
+    table from any working directory, and so do sweep workers wherever they run."""
+    def anchored(value):
+        if isinstance(value, str) and is_path(value) and not Path(value).is_absolute():
+            return os.path.abspath(folder / value)
+        return value
+
+    if not isinstance(data, dict):
+        return data
+    data = dict(data)
+    if "technology" in data:
+        data["technology"] = anchored(data["technology"])
+    sweep = data.get("sweep")
+    parameters = sweep.get("parameters") if isinstance(sweep, dict) else None
+    if isinstance(parameters, dict) and isinstance(parameters.get("technology"), list):
+        parameters = dict(parameters, technology=[anchored(v) for v in parameters["technology"]])
+        data["sweep"] = dict(sweep, parameters=parameters)
+    return data
 
 
 def replace_path(spec, path: str, value, _full: str = ""):
@@ -251,7 +306,8 @@ def replace_path(spec, path: str, value, _full: str = ""):
     head, _, rest = path.partition(".")
     names = {f.name for f in dataclasses.fields(spec)}
     if head not in names:
-        raise SpecError(f"sweep: unknown field '{full}'; allowed here: {', '.join(sorted(names))}")
+        hint = did_you_mean(head, names, full[:len(full) - len(path)])
+        raise SpecError(f"sweep: unknown field '{full}'; {hint}allowed here: {', '.join(sorted(names))}")
     child = getattr(spec, head)
     if rest:
         if not dataclasses.is_dataclass(child):

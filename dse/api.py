@@ -1,6 +1,6 @@
 """Python API: `dse.run(model, hw=...)` compiles a model for a spec and simulates it.
 
-    r = dse.run("model.onnx", hw="hwspecs/systolic.yaml", inputs={"x": x})
+    r = dse.run("model.onnx", hw="systolic", inputs={"x": x})   # a bundled spec's name, a YAML path or a dict
     r.outputs["y"], r.stats.total_cycles
 """
 from __future__ import annotations
@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from compiler import spec as specmod
+from compiler.bundled import DEFAULT_SPEC
 from compiler.numerics import INT_TYPES, STORAGE
 from compiler.pipeline import compile_model
 from compiler.program import Program
@@ -26,7 +27,7 @@ class RunResult:
 
 
 def load_spec(hw):
-    """A Spec object, a path to a YAML spec, or a dict of spec fields."""
+    """A Spec object, a bundled spec's name, a path to a YAML spec, or a dict of spec fields."""
     if isinstance(hw, dict):
         return specmod.from_dict(hw)
     if isinstance(hw, str) or hasattr(hw, "__fspath__"):
@@ -49,11 +50,11 @@ def random_inputs(program: Program, seed: int = 0) -> dict:
     return out
 
 
-def compile(model, hw="hwspecs/systolic.yaml") -> Program:  # noqa: A001 - mirrors `dse compile`
+def compile(model, hw=DEFAULT_SPEC) -> Program:  # noqa: A001 - mirrors `dse compile`
     return compile_model(zoo.resolve(model), load_spec(hw))
 
 
-def run(model, hw="hwspecs/systolic.yaml", inputs=None, timing_only=False, ideal_memory=False,
+def run(model, hw=DEFAULT_SPEC, inputs=None, timing_only=False, ideal_memory=False,
         seed=0) -> RunResult:
     """Compile `model` (path, ModelProto or zoo:NAME) for `hw` and simulate it.
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from compiler.bundled import DEFAULT_SPEC, spec_names
 from compiler.errors import CompileError, SpecError
 from dse.space import STRATEGIES
 from sim.errors import SimError
@@ -19,20 +20,25 @@ USER_ERRORS = (CompileError, SpecError, SimError)
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dse", description="Accelerator design-space explorer")
     sub = p.add_subparsers(dest="command", required=True)
+    bundled = f"a bundled spec by name ({', '.join(spec_names())}) or a spec YAML path"
+    hw_help = f"hardware spec: {bundled} (default: {DEFAULT_SPEC})"
     r = sub.add_parser("run", help="compile a model for a spec and simulate it")
     r.add_argument("model", help="path to .onnx or zoo:NAME (see `dse models`)")
-    r.add_argument("--hw", default="hwspecs/systolic.yaml", help="hardware spec YAML")
+    r.add_argument("--hw", default=DEFAULT_SPEC, help=hw_help)
     r.add_argument("--inputs", help=".npz with one array per graph input (default: seeded random)")
     r.add_argument("--timing-only", action="store_true", help="walk the instructions without arithmetic")
     r.add_argument("--ideal-memory", action="store_true", help="free data movement: compute-only cycles")
     r.add_argument("--out", help="write outputs.npz and stats.json here")
+    r.add_argument("--verify", action="store_true",
+                   help="check the outputs against onnxruntime on the same inputs (exact on every CPU for "
+                        "integer models; the line names the oracle); exit 1 if they differ")
     c = sub.add_parser("compile", help="print the Program, one line per instruction")
     c.add_argument("model")
-    c.add_argument("--hw", default="hwspecs/systolic.yaml")
+    c.add_argument("--hw", default=DEFAULT_SPEC, help=hw_help)
     c.add_argument("--dump-ir", help="also write the Graph after each pass into this folder")
     sub.add_parser("models", help="list bundled workloads (zoo:NAME) with MACs and parameters")
     s = sub.add_parser("sweep", help="explore the spec's design space; results store, points.csv, index.html")
-    s.add_argument("spec")
+    s.add_argument("spec", help=bundled)
     s.add_argument("--out", help="report folder (default reports/<spec name>)")
     s.add_argument("--strategy", choices=STRATEGIES, help="override sweep.strategy")
     s.add_argument("--budget", type=int, help="design points to evaluate (random, lhs, nsga2)")
@@ -43,6 +49,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="simulate N Pareto points functionally and check outputs against references")
     s.add_argument("--resume", action="store_true",
                    help="finish an interrupted sweep (re-running always skips what the store holds)")
+    s.add_argument("--force", action="store_true",
+                   help="replace another study's results in the report folder (otherwise refused)")
     pa = sub.add_parser("pareto", help="print the Pareto front of a finished sweep")
     pa.add_argument("folder", help="a sweep's report folder")
     pa.add_argument("--objectives", help="comma-separated metrics (default: the sweep's); name:max to maximise")
@@ -68,11 +76,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _load_inputs(path: str) -> dict:
-    try:
-        with np.load(path) as data:
-            return {k: data[k] for k in data.files}
-    except (OSError, ValueError) as exc:
-        raise SimError(f"{path}: cannot read inputs ({exc})") from None
+    """`--inputs`: the .npz's arrays by name (dse/npz.py); a float holding NaN or infinity is
+    refused, since in a file of inputs it is a data bug rather than a value to simulate."""
+    from dse.npz import read_arrays
+    inputs = read_arrays(path, SimError, "inputs")
+    for name, value in inputs.items():
+        if value.dtype.kind in "fc" and not np.all(np.isfinite(value)):
+            where = np.argwhere(~np.isfinite(value))[0].tolist()
+            raise SimError(f"{path}: input '{name}' holds {value[tuple(where)]} at index {where}; "
+                           "inputs must be finite")
+    return inputs
 
 
 def _summary(stats) -> str:
@@ -88,8 +101,10 @@ def _summary(stats) -> str:
     return "\n".join(lines)
 
 
-def cmd_run(args) -> None:
+def cmd_run(args) -> int | None:
     import dse
+    if args.verify and args.timing_only:
+        raise SpecError("--verify checks a functional run's outputs; drop --timing-only")
     inputs = _load_inputs(args.inputs) if args.inputs else None
     result = dse.run(args.model, hw=args.hw, inputs=inputs, timing_only=args.timing_only,
                      ideal_memory=args.ideal_memory)
@@ -104,6 +119,26 @@ def cmd_run(args) -> None:
             np.savez(out / "outputs.npz", **result.outputs)
         (out / "stats.json").write_text(json.dumps(result.stats.to_dict(), indent=1))
         print(f"wrote {out}/stats.json" + (" and outputs.npz" if result.outputs else ""))
+    if args.verify:
+        return _verify_run(args, result, inputs)
+
+
+def _verify_run(args, result, inputs) -> int:
+    """`dse run --verify`: the run's outputs against onnxruntime's on the same inputs."""
+    from dse.api import load_spec, random_inputs
+    from dse.verify import compare, float_path_gap, onnxruntime_reference
+    from dse.zoo import resolve
+    used = inputs if inputs is not None else random_inputs(result.program, 0)
+    expected, source = onnxruntime_reference(resolve(args.model), used, "--verify")
+    check = compare(load_spec(args.hw), result.program, result.outputs, expected, source)
+    verdict = "n/a " if check["ok"] is None else "ok  " if check["ok"] else "FAIL"
+    print(f"verify {verdict} max |error| {check['max_abs_error']:.3g} vs {check['reference']} "
+          f"({check['criterion']})")
+    if "S8S8" in check["reference"]:
+        gap = float_path_gap(resolve(args.model), used, result.outputs)
+        print(f"       max |error| {gap:.3g} vs onnxruntime's own run of the QDQ model (float path on x86; "
+              "not a pass/fail criterion)")
+    return 1 if check["ok"] is False else 0
 
 
 def cmd_compile(args) -> None:
@@ -138,10 +173,10 @@ def cmd_sweep(args) -> int:
     if args.resume and args.out and not (Path(args.out) / STORE_FILE).exists():
         print(f"--resume: no store in {args.out} yet; starting the sweep", file=sys.stderr)
     result = sweep(args.spec, out=args.out, strategy=args.strategy, budget=args.budget, seed=args.seed,
-                   workers=args.workers, scheduler=args.scheduler, verify=args.verify)
+                   workers=args.workers, scheduler=args.scheduler, verify=args.verify, force=args.force)
     if result.interrupted:
         return 130
-    return 1 if any(not check["ok"] for check in result.verified) else 0
+    return 1 if any(check["ok"] is False for check in result.verified) else 0
 
 
 def cmd_pareto(args) -> None:

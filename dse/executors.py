@@ -3,13 +3,18 @@
 Every executor takes chunks of tasks and yields (chunk, records) as chunks
 finish, in any order. The sweep commits each chunk's records to the store as
 it arrives. A worker that dies loses nothing: the pool is rebuilt and the
-unfinished chunks are submitted again (Dask reschedules them itself).
+unfinished chunks are submitted again (Dask reschedules them itself). A local
+worker whose sweep process dies, even by SIGKILL, dies with it.
 """
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import os
 import signal
+import sys
+import threading
+import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
@@ -17,6 +22,7 @@ from compiler.errors import SpecError
 from dse.evaluate import run_chunk, warm
 
 MAX_RESTARTS = 3
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>: the signal a process gets when its parent thread exits
 
 
 def default_workers() -> int:
@@ -56,7 +62,7 @@ class LocalPool:
 
     def _new_pool(self):
         return ProcessPoolExecutor(self.workers, mp_context=self.context, initializer=_worker_init,
-                                   initargs=(self.workloads,))
+                                   initargs=(self.workloads, os.getpid()))
 
     def run(self, chunks, stop=lambda: False):
         pending = {self.pool.submit(run_chunk, c): (c, 0) for c in chunks}
@@ -88,10 +94,32 @@ class LocalPool:
         self.pool.shutdown(wait=True, cancel_futures=True)  # chunks in flight are short
 
 
-def _worker_init(workloads) -> None:
-    """Pool workers leave Ctrl-C to the sweep process, which stops them cleanly."""
+def _worker_init(workloads, parent: int) -> None:
+    """Pool workers leave Ctrl-C to the sweep process, which stops them cleanly, and
+    die with it: a SIGKILLed sweep must not leave workers behind, reparented to init."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _die_with(parent)
     warm(workloads)
+
+
+def _die_with(parent: int) -> None:
+    """Linux: the kernel sends SIGKILL when the thread that started this worker exits (the
+    sweep's thread; prctl(2)). Elsewhere a daemon thread polls for a new parent each second."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
+                if os.getppid() != parent:  # it died before the prctl took effect
+                    os._exit(1)
+                return
+        except (OSError, AttributeError):
+            pass  # no prctl in this libc: poll instead
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+    threading.Thread(target=watch, name="watch-parent", daemon=True).start()
 
 
 class DaskCluster:

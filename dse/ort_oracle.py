@@ -97,8 +97,8 @@ def _with_uint8_weights(model: onnx.ModelProto) -> onnx.ModelProto:
         if not zp_name:      # absent zero point means 0; give it an explicit one
             zp_name = f"{w.name}__zero_point"
             if zp_name not in inits:
-                inits[zp_name] = numpy_helper.from_array(np.int8(0), zp_name)
-                out.graph.initializer.append(inits[zp_name])
+                out.graph.initializer.append(numpy_helper.from_array(np.int8(0), zp_name))
+                inits[zp_name] = out.graph.initializer[-1]   # append copies: keep the graph's own
             while len(node.input) <= zp_slot:
                 node.input.append("")
             node.input[zp_slot] = zp_name

@@ -226,11 +226,8 @@ def _random_samples(proto: onnx.ModelProto, count: int, seed: int) -> list:
 
 
 def _npz_samples(path, proto: onnx.ModelProto) -> list:
-    try:
-        with np.load(path) as data:
-            arrays = {k: data[k] for k in data.files}
-    except (OSError, ValueError) as exc:
-        raise SpecError(f"{path}: cannot read calibration data ({exc})") from None
+    from dse.npz import read_arrays
+    arrays = read_arrays(path, SpecError, "calibration data")
     inputs = {v.name: _declared(v) for v in _runtime_inputs(proto.graph)}
     if set(arrays) != set(inputs):
         raise SpecError(f"{path}: keys {sorted(arrays)} do not match the model's inputs {sorted(inputs)}")

@@ -26,6 +26,7 @@ allowed. The section's shape:
 from __future__ import annotations
 
 import ast
+import dataclasses
 import math
 import operator
 from dataclasses import dataclass, field
@@ -54,13 +55,42 @@ ALIASES = {"latency": "latency_s", "throughput": "throughput_inf_s", "energy": "
            "perf_per_mm2": "throughput_per_mm2"}
 SECTION_KEYS = ("strategy", "budget", "seed", "parameters", "derived", "constraints", "objectives")
 DEFAULT_OBJECTIVES = ("latency_s", "energy_j", "area_mm2")
+# At most 10,000 values per swept parameter: a range is expanded into a list before any work, and
+# two parameters of that many values already make a 10^8-point grid, beyond any sweep that finishes
+# (~10 ms per evaluation); a larger count is a step or factor typo (0.0001 for 0.1, 1.001 for 2).
+MAX_VALUES_PER_PARAMETER = 10_000
 
 
 def metric_name(name: str, where: str) -> str:
     name = ALIASES.get(name, name)
     if name not in METRICS:
-        raise SpecError(f"{where}: unknown metric '{name}'; allowed: {', '.join([*METRICS, *ALIASES])}")
+        allowed = [*METRICS, *ALIASES]
+        raise SpecError(f"{where}: unknown metric '{name}'; {specmod.did_you_mean(name, allowed)}"
+                        f"allowed: {', '.join(allowed)}")
     return name
+
+
+def field_paths(spec, prefix: str = "") -> list:
+    """Every dotted path of a Spec's settable fields (sections expanded), in declaration order;
+    `workloads` and `sweep` are the explorer's input, not hardware, so they are not among them."""
+    paths = []
+    for f in dataclasses.fields(spec):
+        value = getattr(spec, f.name)
+        if dataclasses.is_dataclass(value):
+            paths += field_paths(value, f"{prefix}{f.name}.")
+        elif f.name not in ("workloads", "sweep"):
+            paths.append(prefix + f.name)
+    return paths
+
+
+def _finite(value) -> bool:
+    """A finite int or float (not a bool; YAML .nan and .inf, and integers beyond every float, are not)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 # --- expressions ------------------------------------------------------------
@@ -112,6 +142,8 @@ class Expression:
                 raise SpecError(f"{where}: '{type(node).__name__}' is not allowed in expression {text!r}")
             if isinstance(node, ast.Call) and not (isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS):
                 raise SpecError(f"{where}: only {', '.join(_FUNCTIONS)} may be called in {text!r}")
+            if isinstance(node, ast.Constant) and not (isinstance(node.value, str) or _finite(node.value)):
+                raise SpecError(f"{where}: {node.value!r} in {text!r}: numbers must be finite")
         # Names that are prefixes of other names are attribute chains, not fields.
         names = {n for n in names if not any(o.startswith(n + ".") for o in names)}
         return cls(text, tree, frozenset(names))
@@ -157,8 +189,8 @@ def _range_values(raw: dict, where: str) -> list:
     if "min" not in raw or "max" not in raw:
         raise SpecError(f"{where}: a range needs 'min' and 'max'")
     lo, hi = raw["min"], raw["max"]
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (lo, hi)) or lo > hi:
-        raise SpecError(f"{where}: range min/max must be numbers with min <= max, got {lo!r}..{hi!r}")
+    if not (_finite(lo) and _finite(hi)) or lo > hi:
+        raise SpecError(f"{where}: range min/max must be finite numbers with min <= max, got {lo!r}..{hi!r}")
     kinds = [k for k in ("step", "factor", "num") if k in raw]
     if len(kinds) != 1:
         raise SpecError(f"{where}: a range needs exactly one of 'step' (linear), 'factor' (geometric) "
@@ -166,14 +198,17 @@ def _range_values(raw: dict, where: str) -> list:
     kind, arg = kinds[0], raw[kinds[0]]
     integral = isinstance(lo, int) and isinstance(hi, int)
     if kind == "step":
-        if not isinstance(arg, (int, float)) or arg <= 0:
-            raise SpecError(f"{where}: 'step' must be a positive number, got {arg!r}")
+        if not _finite(arg) or arg <= 0:
+            raise SpecError(f"{where}: 'step' must be a finite number > 0, got {arg!r}")
+        _check_count((hi - lo) / arg + 1, where)
         count = int(math.floor((hi - lo) / arg + 1e-9)) + 1
         values = [lo + i * arg for i in range(count)]
         integral = integral and isinstance(arg, int)
     elif kind == "factor":
-        if not isinstance(arg, (int, float)) or arg <= 1 or lo <= 0:
-            raise SpecError(f"{where}: 'factor' must be > 1 and min > 0, got factor {arg!r}, min {lo!r}")
+        if not _finite(arg) or arg <= 1 or lo <= 0:
+            raise SpecError(f"{where}: 'factor' must be a finite number > 1 and min > 0, got factor {arg!r}, "
+                            f"min {lo!r}")
+        _check_count(math.log(hi / lo) / math.log(arg) + 1, where)
         values, v = [], lo
         while v <= hi * (1 + 1e-9):
             values.append(v)
@@ -182,9 +217,16 @@ def _range_values(raw: dict, where: str) -> list:
     else:
         if not isinstance(arg, int) or isinstance(arg, bool) or arg < 1:
             raise SpecError(f"{where}: 'num' must be a positive integer, got {arg!r}")
+        _check_count(arg, where)
         values = [lo + (hi - lo) * i / (arg - 1) for i in range(arg)] if arg > 1 else [lo]
         integral = integral and all(float(v).is_integer() for v in values)
     return [int(round(v)) if integral else float(v) for v in values]
+
+
+def _check_count(count: float, where: str) -> None:
+    if count > MAX_VALUES_PER_PARAMETER:
+        raise SpecError(f"{where}: the range gives {count:.3g} values; at most {MAX_VALUES_PER_PARAMETER:,} "
+                        "per parameter (check its step, factor or num)")
 
 
 def _parameter_values(raw, where: str) -> list:
@@ -275,16 +317,22 @@ class Space:
 
     def violated(self, spec) -> str:
         """The first parameter constraint the spec breaks, or ''."""
-        for expr in self.point_constraints:
-            if not expr.evaluate(_field_values(spec, expr.names)):
-                return f"constraint violated: {expr.text}"
-        return ""
+        return _first_violated(self.point_constraints, lambda expr: _field_values(spec, expr.names))
 
     def violated_by_results(self, metrics: dict) -> str:
-        for expr in self.result_constraints:
-            if not expr.evaluate(metrics):
+        return _first_violated(self.result_constraints, lambda expr: metrics)
+
+
+def _first_violated(constraints, values_of) -> str:
+    """The first constraint that fails, or cannot be evaluated at this point (a division by zero
+    there makes the point infeasible, with the reason, rather than stopping the sweep); or ''."""
+    for expr in constraints:
+        try:
+            if not expr.evaluate(values_of(expr)):
                 return f"constraint violated: {expr.text}"
-        return ""
+        except (ArithmeticError, TypeError, ValueError) as exc:
+            return f"constraint {expr.text} cannot be evaluated here ({exc})"
+    return ""
 
 
 def _narrow(spec, path: str, value):
@@ -307,39 +355,48 @@ def _field_values(spec, names) -> dict:
     return {name: field_value(spec, name) for name in names}
 
 
-def _check_field(base, name: str, where: str) -> None:
+def _check_field(base, name: str, where: str, metrics: bool) -> None:
+    """`name` in an expression is a field (or property) of the Spec; `metrics`: the expression
+    could have named a result metric instead, so the message lists those too."""
     value = base
     for part in name.split("."):
         if not hasattr(value, part) or part.startswith("_"):
-            raise SpecError(f"{where}: '{name}' is neither a spec field nor a metric "
-                            f"(metrics: {', '.join(METRICS)})")
+            paths = field_paths(base)
+            hint = specmod.did_you_mean(name, [*paths, *METRICS] if metrics else paths)
+            also = f"; metrics: {', '.join(METRICS)}" if metrics else ""
+            what = "neither a spec field nor a metric" if metrics else "not a spec field"
+            raise SpecError(f"{where}: '{name}' is {what}; {hint}fields: {', '.join(paths)}{also}")
         value = getattr(value, part)
 
 
-def parse(base, raw) -> Space:
-    """Validate the raw `sweep:` section against the base Spec."""
-    where = "sweep"
-    if raw is None:
-        return Space(base, {}, objectives=_objectives(None, f"{where}.objectives"))
+def _check_path(base, path: str, where: str) -> None:
+    """A swept or derived field path names a settable field of the Spec."""
+    paths = field_paths(base)
+    if path not in paths:
+        raise SpecError(f"{where}: unknown field '{path}'; {specmod.did_you_mean(path, paths)}"
+                        f"allowed: {', '.join(paths)}")
+
+
+def _trial(expr: Expression, values: dict, where: str, errors=(TypeError,)):
+    """Evaluate an expression at the spec's own values: an error of a kind in `errors` (by
+    default a type mismatch, a number against a string, wrong at every point) is a mistake in
+    the spec, found before any work; another (a division by zero) only rules out some points."""
+    try:
+        return expr.evaluate(values)
+    except (ArithmeticError, TypeError, ValueError) as exc:
+        if isinstance(exc, errors):
+            raise SpecError(f"{where}: {expr.text!r} cannot be evaluated at the spec's own values ({exc})") \
+                from None
+        return None
+
+
+def _parameters(base, raw, where: str) -> dict:
     if not isinstance(raw, dict):
-        raise SpecError(f"{where}: must be a mapping with keys {', '.join(SECTION_KEYS)}")
-    unknown = sorted(set(raw) - set(SECTION_KEYS))
-    if unknown:
-        hint = " (parameters go under sweep.parameters)" if "." in unknown[0] else ""
-        raise SpecError(f"{where}: unknown key '{unknown[0]}'{hint}; allowed: {', '.join(SECTION_KEYS)}")
-    strategy = raw.get("strategy", "grid")
-    if strategy not in STRATEGIES:
-        raise SpecError(f"{where}.strategy: {strategy!r}; allowed: {', '.join(STRATEGIES)}")
-    budget, seed = raw.get("budget"), raw.get("seed", 0)
-    for name, value in (("budget", budget), ("seed", seed)):
-        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
-            raise SpecError(f"{where}.{name}: must be a non-negative integer, got {value!r}")
-    params_raw = raw.get("parameters") or {}
-    if not isinstance(params_raw, dict):
-        raise SpecError(f"{where}.parameters: must be a mapping of field path -> values")
+        raise SpecError(f"{where}: must be a mapping of field path -> values")
     parameters = {}
-    for path, values_raw in params_raw.items():
-        at = f"{where}.parameters.{path}"
+    for path, values_raw in raw.items():
+        at = f"{where}.{path}"
+        _check_path(base, path, where)
         values = _parameter_values(values_raw, at)
         for v in values:
             try:
@@ -347,29 +404,75 @@ def parse(base, raw) -> Space:
             except SpecError as exc:
                 raise SpecError(f"{at}: {str(exc).removeprefix('sweep: ')}") from None
         parameters[path] = values
+    return parameters
+
+
+def _derived(spec, raw, parameters: dict, where: str) -> tuple:
+    """(field path -> Expression, the base Spec with them applied). Each must give its field a
+    valid value at the spec's own values, as it is applied at every point."""
+    if not isinstance(raw, dict):
+        raise SpecError(f"{where}: must be a mapping of field path -> expression")
     derived = {}
-    for path, text in (raw.get("derived") or {}).items():
-        at = f"{where}.derived.{path}"
+    for path, text in raw.items():
+        at = f"{where}.{path}"
+        _check_path(spec, path, where)
         if path in parameters:
             raise SpecError(f"{at}: is also a swept parameter; give it one role")
         expr = Expression.parse(text, at)
         for name in expr.names:
-            _check_field(base, name, at)
+            _check_field(spec, name, at, metrics=False)
+        value = _trial(expr, _field_values(spec, expr.names), at, (ArithmeticError, TypeError, ValueError))
+        try:
+            spec = specmod.replace_path(spec, path, _narrow(spec, path, value))
+        except SpecError as exc:
+            raise SpecError(f"{at}: {expr.text!r} at the spec's own values: {str(exc).removeprefix('sweep: ')}") \
+                from None
         derived[path] = expr
-        specmod.replace_path(base, path, _narrow(base, path, expr.evaluate(_field_values(base, expr.names))))
+    return derived, spec
+
+
+def _constraints(spec, raw, where: str) -> tuple:
+    """(constraints on spec fields, constraints on result metrics)."""
+    if not isinstance(raw, list):
+        raise SpecError(f"{where}: must be a list of expressions")
     point_c, result_c = [], []
-    constraints = raw.get("constraints") or []
-    if not isinstance(constraints, list):
-        raise SpecError(f"{where}.constraints: must be a list of expressions")
-    for i, text in enumerate(constraints):
-        at = f"{where}.constraints[{i}]"
+    for i, text in enumerate(raw):
+        at = f"{where}[{i}]"
         expr = Expression.parse(text, at)
         metrics = {n for n in expr.names if n in METRICS}
         if metrics and metrics != set(expr.names):
             raise SpecError(f"{at}: {expr.text!r} mixes spec fields and result metrics; split it")
         if not metrics:
             for name in expr.names:
-                _check_field(base, name, at)
+                _check_field(spec, name, at, metrics=True)
+        _trial(expr, dict.fromkeys(METRICS, 1.0) if metrics else _field_values(spec, expr.names), at)
         (result_c if metrics else point_c).append(expr)
-    return Space(base, parameters, derived, tuple(point_c), tuple(result_c),
+    return tuple(point_c), tuple(result_c)
+
+
+def parse(base, raw) -> Space:
+    """Validate the raw `sweep:` section against the base Spec: every path, value, expression
+    and name, before any work."""
+    where = "sweep"
+    if raw is None:
+        return Space(base, {}, objectives=_objectives(None, f"{where}.objectives"))
+    if not isinstance(raw, dict):
+        raise SpecError(f"{where}: must be a mapping with keys {', '.join(SECTION_KEYS)}")
+    unknown = sorted(set(raw) - set(SECTION_KEYS))
+    if unknown:
+        hint = ("parameters go under sweep.parameters; " if "." in unknown[0]
+                else specmod.did_you_mean(unknown[0], SECTION_KEYS))
+        raise SpecError(f"{where}: unknown key '{unknown[0]}'; {hint}allowed: {', '.join(SECTION_KEYS)}")
+    strategy = raw.get("strategy", "grid")
+    if strategy not in STRATEGIES:
+        raise SpecError(f"{where}.strategy: {strategy!r}; {specmod.did_you_mean(strategy, STRATEGIES)}"
+                        f"allowed: {', '.join(STRATEGIES)}")
+    budget, seed = raw.get("budget"), raw.get("seed", 0)
+    for name, value in (("budget", budget), ("seed", seed)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+            raise SpecError(f"{where}.{name}: must be a non-negative integer, got {value!r}")
+    parameters = _parameters(base, raw.get("parameters") or {}, f"{where}.parameters")
+    derived, spec = _derived(base, raw.get("derived") or {}, parameters, f"{where}.derived")
+    point_c, result_c = _constraints(spec, raw.get("constraints") or [], f"{where}.constraints")
+    return Space(base, parameters, derived, point_c, result_c,
                  _objectives(raw.get("objectives"), f"{where}.objectives"), strategy, budget, seed)

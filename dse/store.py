@@ -4,7 +4,8 @@ Each evaluation (one design point on one workload) is a row keyed by a content
 hash of (the design point's full Spec, the workload's identity, the compiler
 version), committed as soon as it finishes, so a killed sweep loses at most the
 evaluations in flight and a re-run skips every key already present. Only the
-process that runs the sweep writes; workers return rows to it.
+process that runs the sweep writes; workers return rows to it. The store also
+records which study (space, strategy, workloads, objectives) it holds.
 """
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 
 from compiler import spec as specmod
+from compiler.errors import SpecError
 
 STORE_FILE = "results.sqlite"
 SCHEMA_VERSION = 1
@@ -80,24 +82,70 @@ def evaluation_key(spec_key: str, workload_identity: str) -> str:
     return _hash([spec_key, workload_identity, compiler_version()])
 
 
+def study_key(space, workloads) -> str:
+    """Hash of what decides which rows a report shows: the base Spec, the space (parameters,
+    derived fields, constraints), the strategy with its budget and seed, the objectives and
+    the workloads. Not the worker count, the scheduler, --verify, the spec's name or path,
+    nor the compiler version (a new compiler re-runs the same study; its keys differ)."""
+    base = dataclasses.asdict(space.base)
+    for name in ("name", "workloads", "sweep"):
+        base.pop(name, None)
+    return _hash({
+        "base": base, "parameters": space.parameters,
+        "derived": {path: e.text for path, e in space.derived.items()},
+        "constraints": [e.text for e in (*space.point_constraints, *space.result_constraints)],
+        "objectives": [[o.name, o.direction] for o in space.objectives],
+        "strategy": space.strategy, "budget": space.budget,
+        "seed": None if space.strategy == "grid" else space.seed,  # the grid draws nothing
+        "workloads": [[w.label, w.weight] for w in workloads]})
+
+
+def study_description(spec_name: str, space) -> str:
+    """The few words that tell two studies apart in an error message."""
+    words = [spec_name, space.strategy]
+    if space.budget is not None:
+        words.append(f"budget {space.budget}")
+    if space.strategy != "grid":
+        words.append(f"seed {space.seed}")
+    return ", ".join(words) + f" over {', '.join(space.parameters) or 'no parameters'}"
+
+
+class StoreError(SpecError):
+    """The report folder cannot take this sweep: another sweep holds it, it holds another
+    study, or it cannot be written (full disk, read-only). A SpecError, so the CLI prints
+    it in one line and exits 2; every result committed before it stays in the store."""
+
+
+def cannot_write(folder, exc) -> StoreError:
+    return StoreError(f"{folder}: cannot write ({exc}); every result committed so far is kept: "
+                      "free space or make the folder writable, then run the same command to resume")
+
+
 class Store:
     """Results of every evaluation made in one report folder."""
+    lock = None  # the open sweep.lock when dse.folder.claim opened it: released on close
 
     def __init__(self, folder):
         self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
         self.path = self.folder / STORE_FILE
-        self.db = sqlite3.connect(self.path, timeout=60)
-        # WAL: a commit is one append to the log, readers never block the writer,
-        # and a killed process leaves every committed row intact.
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.executescript(_SCHEMA)
-        self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        self.db.commit()
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(self.path, timeout=60)
+            # WAL: a commit is one append to the log, readers never block the writer,
+            # and a killed process leaves every committed row intact.
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            self.db.executescript(_SCHEMA)
+            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            self.db.commit()
+        except (sqlite3.OperationalError, OSError) as exc:
+            raise cannot_write(self.folder, exc) from None
 
     def close(self) -> None:
         self.db.close()
+        if self.lock is not None:
+            self.lock.close()  # closing the file releases its flock
+            self.lock = None
 
     def __enter__(self):
         return self
@@ -122,14 +170,33 @@ class Store:
         return out
 
     def put(self, record: dict) -> None:
-        """Commit one evaluation. A key stored twice keeps the first row (results are deterministic)."""
-        self.db.execute(
-            "INSERT OR IGNORE INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (record["key"], record["point_key"], json.dumps(record["point"], sort_keys=True),
-             record["workload"], int(bool(record["feasible"])), record.get("reason", ""),
-             json.dumps(record.get("metrics", {}), sort_keys=True), float(record.get("eval_seconds", 0.0)),
-             time.time(), compiler_version()))
-        self.db.commit()
+        """Commit one evaluation. A key stored twice keeps the first row (results are deterministic).
+        A write that fails (full disk, read-only folder) is rolled back and raises StoreError."""
+        self._write("INSERT OR IGNORE INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (record["key"], record["point_key"], json.dumps(record["point"], sort_keys=True),
+                     record["workload"], int(bool(record["feasible"])), record.get("reason", ""),
+                     json.dumps(record.get("metrics", {}), sort_keys=True),
+                     float(record.get("eval_seconds", 0.0)), time.time(), compiler_version()))
+
+    def _write(self, sql: str, values: tuple) -> None:
+        try:
+            self.db.execute(sql, values)
+            self.db.commit()
+        except (sqlite3.OperationalError, OSError) as exc:
+            try:
+                self.db.rollback()
+            except sqlite3.Error:
+                pass  # the failed statement already undid itself
+            raise cannot_write(self.folder, exc) from None
+
+    @property
+    def study(self) -> tuple:
+        """(study key, description) of the study this store holds, or (None, '') before its first sweep."""
+        meta = dict(self.db.execute("SELECT name, value FROM meta WHERE name IN ('study', 'study_description')"))
+        return meta.get("study"), meta.get("study_description", "")
+
+    def record_study(self, key: str, description: str) -> None:
+        self._write("INSERT OR REPLACE INTO meta VALUES ('study', ?), ('study_description', ?)", (key, description))
 
     def frame(self, keys=None) -> pd.DataFrame:
         """Stored evaluations (all, or those whose key is in `keys`) as one row each:

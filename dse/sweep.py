@@ -11,6 +11,7 @@ and running the same command again finishes the rest without recomputing.
 """
 from __future__ import annotations
 
+import errno
 import json
 import math
 import signal
@@ -29,12 +30,15 @@ from dse import executors, strategies
 from dse import space as spacemod
 from dse import workloads as workloadsmod
 from dse.evaluate import Task, point_metrics
+from dse.folder import claim
 from dse.pareto import non_dominated, ranks
 from dse.progress import Progress
 from dse.report import write_report
-from dse.store import STORE_FILE, Store, evaluation_key, point_key
+from dse.store import STORE_FILE, Store, cannot_write, evaluation_key, point_key, study_description, study_key
 
 SWEEP_FILE = "sweep.json"
+# An OSError with one of these while writing the report folder is the user's to fix, not a bug.
+_FOLDER_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM}
 
 
 @dataclass
@@ -70,22 +74,44 @@ def _chunks(tasks: list, workers: int) -> list:
 
 
 def sweep(spec_path, out=None, strategy=None, budget=None, seed=None, workers=None, scheduler=None,
-          verify=0, stream=None) -> SweepResult:
+          verify=0, stream=None, force=False) -> SweepResult:
     """Run the sweep a spec file describes (options override the spec's `sweep:` section);
-    `verify` > 0 then simulates that many Pareto points functionally against references."""
+    `verify` > 0 then simulates that many Pareto points functionally against references.
+    `force` replaces another study's results in the report folder instead of refusing."""
     stream = stream or sys.stderr
     t0 = time.perf_counter()
-    spec = specmod.load(spec_path)
-    raw = dict(spec.sweep or {})
-    raw.update({k: v for k, v in (("strategy", strategy), ("budget", budget), ("seed", seed)) if v is not None})
-    space = spacemod.parse(spec, raw)
-    workloads = workloadsmod.parse(spec.workloads)
+    spec, space, workloads, search = _validated(spec_path, strategy=strategy, budget=budget, seed=seed)
     folder = Path(out) if out else Path("reports") / spec.name
-    search = strategies.make(space, len(space.objectives))
     # A cluster is connected to first, so a wrong address fails before anything is written;
     # a local pool starts when the first evaluation is missing from the store.
     executor = executors.make(workers, scheduler, workloads) if scheduler else None
-    store = Store(folder)
+    store = _claim_folder(folder, spec.name, space, workloads, force, executor)
+    try:
+        return _explore(spec, spec_path, space, workloads, search, executor, store, workers, scheduler, verify,
+                        stream, t0)
+    except OSError as exc:  # writing the outputs: the store's own writes raise StoreError
+        if exc.errno not in _FOLDER_ERRNOS:
+            raise
+        raise cannot_write(folder, exc) from None
+    finally:
+        store.close()  # and with it the folder's lock
+
+
+def _claim_folder(folder, name, space, workloads, force, executor) -> Store:
+    """The report folder's store, locked for this sweep and holding this study (dse.folder).
+    A refusal comes before any work, and closes the cluster connection made before it."""
+    try:
+        return claim(folder, study_key(space, workloads), study_description(name, space), force)
+    except BaseException:
+        if executor is not None:
+            executor.close()
+        raise
+
+
+def _explore(spec, spec_path, space, workloads, search, executor, store, workers, scheduler, verify, stream,
+             t0) -> SweepResult:
+    """The strategy's loop over the claimed folder, then the outputs (and --verify) written there."""
+    folder = store.folder
     total = min(space.budget, space.size) if space.budget is not None else space.size
     print(f"sweep {spec.name}: {len(space.parameters)} parameters, {space.size} points in the space, "
           f"strategy {space.strategy}, {total} to evaluate x {len(workloads)} workloads; "
@@ -127,14 +153,58 @@ def sweep(spec_path, out=None, strategy=None, budget=None, seed=None, workers=No
         progress.close()
     interrupted = stop()
     result = _write_outputs(folder, spec_path, space, workloads, store, points, interrupted, computed)
-    store.close()
     result.summary = _summary(result, space, time.perf_counter() - t0)
     print(result.summary, file=stream, flush=True)
+    _refuse_all_infeasible(result, spec_path)
     if verify and not interrupted:
         from dse.verify import verify_front
         result.verified = verify_front(space, points, workloads, verify, stream)
         pd.DataFrame(result.verified).to_csv(folder / "verify.csv", index=False)
     return result
+
+
+def _validated(spec_path, **overrides):
+    """The spec, its design space, workloads and search strategy, everything checked before the
+    first evaluation (names, paths, values, ranges, expressions): a mistake is one SpecError
+    naming the file and the field path. `overrides` (strategy, budget, seed) replace the spec's."""
+    spec = specmod.load(spec_path)
+    raw = dict(spec.sweep or {})
+    raw.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        space = spacemod.parse(spec, raw)
+        workloads = workloadsmod.parse(spec.workloads)
+        search = strategies.make(space, len(space.objectives))
+    except SpecError as exc:
+        raise SpecError(f"{spec_path}: {exc}") from None
+    return spec, space, workloads, search
+
+
+class NoFeasiblePoint(SpecError):
+    """A finished sweep in which every design point is infeasible. Its outputs are written (each
+    point with its reason) and `result` holds them; the CLI prints the one line and exits 2."""
+
+    def __init__(self, message: str, result: SweepResult):
+        super().__init__(message)
+        self.result = result
+
+
+def _refuse_all_infeasible(result: SweepResult, spec_path) -> None:
+    """A complete sweep with no feasible point is a mistake to fix (a workload that never
+    compiles, constraints nothing meets), not a result: raise with its most common reason."""
+    pts = result.points
+    if result.interrupted or not len(pts) or pts["feasible"].any():
+        return
+    count, reason = _most_common_reason(pts)
+    raise NoFeasiblePoint(f"{spec_path}: no feasible design point; most common reason ({count} of {len(pts)} "
+                          f"points): {reason} (every point's reason: {result.folder / 'points.csv'})", result)
+
+
+def _most_common_reason(pts: pd.DataFrame) -> tuple:
+    """(how many points, the first one's text) of the most common infeasibility reason, reasons
+    that differ only in their numbers (array sizes, bytes) counted as one."""
+    shapes = pts["reason"].str.replace(r"\d+(\.\d+)?", "#", regex=True)
+    common = shapes.value_counts().index[0]
+    return int((shapes == common).sum()), pts["reason"][shapes == common].iloc[0]
 
 
 class _CtrlC:
@@ -249,7 +319,7 @@ def _write_outputs(folder, spec_path, space, workloads, store, points, interrupt
         "spec": str(spec_path), "strategy": space.strategy, "budget": space.budget, "seed": space.seed,
         "parameters": space.parameters, "objectives": [[o.name, o.direction] for o in space.objectives],
         "workloads": [[w.model, w.batch, w.weight] for w in workloads], "interrupted": interrupted,
-        "point_keys": sorted({p.key for p in points.values() if p.key}),
+        "point_keys": sorted({p.key for p in points.values() if p.key}), "study": store.study[0],
     }, indent=1))
     write_report(pts, evaluations, space, workloads, folder / "index.html")
     return SweepResult(folder, pts, evaluations, interrupted, computed)
@@ -273,9 +343,9 @@ def _summary(result: SweepResult, space, seconds: float) -> str:
             unit = spacemod.METRICS[o.name][0]
             figure = f"{best[o.name]:.4g} {unit}"
             lines.append(f"  best {o.name:<18} {figure:<18} at {params}")
-    if len(pts) and not feasible:
-        reasons = pts["reason"].value_counts()
-        lines.append(f"  no feasible point; most common reason ({reasons.iloc[0]} of {len(pts)}): {reasons.index[0]}")
+    if len(pts) and not feasible and result.interrupted:  # complete: NoFeasiblePoint says it
+        count, reason = _most_common_reason(pts)
+        lines.append(f"  no feasible point; most common reason ({count} of {len(pts)}): {reason}")
     lines.append(f"wrote {result.folder}/: points.csv, results.csv, {STORE_FILE}, index.html")
     if result.interrupted:
         lines.append("run the same command again to finish: stored evaluations are not recomputed")
@@ -328,3 +398,15 @@ def pareto_table(folder, objectives: str | None = None) -> str:
              "  ".join(h.ljust(w) for h, w in zip(header, widths))]
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in body]
     return "\n".join(lines)
+
+
+class _CallableModule(type(sys)):
+    """`dse.sweep` names both this module and its `sweep` function: the package imports its API
+    lazily (dse/__init__.py, for a fast `dse --help`), so once this module is imported the package
+    attribute is the module; calling it calls the function, as `dse.sweep(spec, ...)` always did."""
+
+    def __call__(self, *args, **kwargs):
+        return sweep(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -63,7 +63,7 @@ def reference(workload, program):
 def onnxruntime_reference(model, inputs: dict, what: str):
     """(onnxruntime's outputs on a model it computes exactly on this CPU, or None; the oracle's line)."""
     try:
-        import onnxruntime as ort
+        import onnxruntime  # noqa: F401 (whether it is installed)
     except ImportError:
         raise SpecError(f"{what}: no reference; install onnxruntime (pip install onnxruntime) "
                         "to check it") from None

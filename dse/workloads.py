@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,9 @@ from pathlib import Path
 import onnx
 
 from compiler.errors import CompileError, SpecError
+from compiler.frontend.onnx import read_model
 from compiler.pipeline import compile_graph
+from compiler.spec import did_you_mean
 from dse import zoo
 from dse.quantize import FORMATS as QUANT_FORMATS
 from dse.quantize import quantize as quantize_model
@@ -31,6 +34,11 @@ from dse.quantize import quantize as quantize_model
 # How a quantised workload's int8 model is made (part of its identity and cache key).
 CALIBRATION_SAMPLES, CALIBRATION_SEED, RANDOM_WEIGHTS_SEED = 16, 0, 0
 INSTALL_HINT = "pip install -e '.[quantize]'"
+KEYS = ("model", "batch", "weight", "weights", "quantize")   # of a workload mapping
+# At most 1024 inferences per run: batch scales every activation tensor, and a functional run
+# (dse sweep --verify, dse.run) allocates them all in its DRAM image; ResNet-50 keeps ~86 MiB of
+# activations per image there, so batch 1024 already asks for ~86 GiB.
+MAX_BATCH = 1024
 
 
 @dataclass(frozen=True)
@@ -77,32 +85,14 @@ class Workload:
 
 
 def parse(entries, where: str = "workloads") -> tuple:
-    """Workloads from a spec's `workloads:` list (strings or mappings)."""
+    """Workloads from a spec's `workloads:` list (strings or mappings), each checked before any
+    work: a bundled zoo name or a readable ONNX file, and its options in range."""
     out = []
     for i, entry in enumerate(entries or ()):
         at = f"{where}[{i}]"
-        if isinstance(entry, str):
-            out.append(Workload(entry))
-            continue
-        if not isinstance(entry, dict) or "model" not in entry:
-            raise SpecError(f"{at}: give zoo:NAME, a .onnx path, or {{model, batch, weight, weights, quantize}}; "
-                            f"got {entry!r}")
-        unknown = sorted(set(entry) - {"model", "batch", "weight", "weights", "quantize"})
-        if unknown:
-            raise SpecError(f"{at}: unknown key '{unknown[0]}'; allowed: model, batch, weight, weights, quantize")
-        batch, weight = entry.get("batch", 1), entry.get("weight", 1.0)
-        if not isinstance(batch, int) or isinstance(batch, bool) or batch < 1:
-            raise SpecError(f"{at}.batch: must be an integer >= 1, got {batch!r}")
-        if not isinstance(weight, (int, float)) or isinstance(weight, bool) or weight <= 0:
-            raise SpecError(f"{at}.weight: must be a number > 0, got {weight!r}")
-        quantize = _quantization(entry["quantize"], f"{at}.quantize") if "quantize" in entry else None
-        weights = entry.get("weights", "shipped")
-        if weights not in ("shipped", "random"):
-            raise SpecError(f"{at}.weights: got {weights!r}; allowed: shipped, random")
-        if weights == "random" and not str(entry["model"]).removeprefix("zoo:") in zoo.LIGHT:
-            raise SpecError(f"{at}.weights: random weights replace the fills of the light zoo models "
-                            f"({', '.join('zoo:' + n for n in zoo.LIGHT)}); got {entry['model']!r}")
-        out.append(Workload(str(entry["model"]), batch, float(weight), quantize, weights == "random"))
+        workload = Workload(entry) if isinstance(entry, str) else _entry(entry, at)
+        _check_model(workload.model, at if isinstance(entry, str) else f"{at}.model")
+        out.append(workload)
     if not out:
         raise SpecError(f"{where}: list at least one model to evaluate")
     labels = [w.label for w in out]
@@ -111,20 +101,76 @@ def parse(entries, where: str = "workloads") -> tuple:
     return tuple(out)
 
 
+def _entry(entry, at: str) -> Workload:
+    """One {model, batch, weight, weights, quantize} mapping, its values checked."""
+    if not isinstance(entry, dict) or "model" not in entry:
+        raise SpecError(f"{at}: give zoo:NAME, a .onnx path, or {{{', '.join(KEYS)}}}; got {entry!r}")
+    unknown = sorted(set(entry) - set(KEYS))
+    if unknown:
+        raise SpecError(f"{at}: unknown key '{unknown[0]}'; {did_you_mean(unknown[0], KEYS)}"
+                        f"allowed: {', '.join(KEYS)}")
+    model, batch, weight = entry["model"], entry.get("batch", 1), entry.get("weight", 1.0)
+    if not isinstance(model, str):
+        raise SpecError(f"{at}.model: give zoo:NAME or a path to a .onnx file, got {model!r}")
+    if not isinstance(batch, int) or isinstance(batch, bool) or not 1 <= batch <= MAX_BATCH:
+        raise SpecError(f"{at}.batch: must be an integer >= 1 and <= {MAX_BATCH}, got {batch!r}")
+    if not _positive_finite(weight):
+        raise SpecError(f"{at}.weight: must be a finite number > 0, got {weight!r}")
+    quantize = _quantization(entry["quantize"], f"{at}.quantize") if "quantize" in entry else None
+    if quantize:
+        _onnxruntime_version(quantize, f"{at}.quantize")
+    weights = entry.get("weights", "shipped")
+    if weights not in ("shipped", "random"):
+        raise SpecError(f"{at}.weights: got {weights!r}; allowed: shipped, random")
+    if weights == "random" and model.removeprefix("zoo:") not in zoo.LIGHT:
+        raise SpecError(f"{at}.weights: random weights replace the fills of the light zoo models "
+                        f"({', '.join('zoo:' + n for n in zoo.LIGHT)}); got {model!r}")
+    return Workload(model, batch, float(weight), quantize, weights == "random")
+
+
+def _positive_finite(value) -> bool:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return False
+    try:
+        return 0 < float(value) < math.inf
+    except OverflowError:  # an integer beyond every float
+        return False
+
+
+def _check_model(model: str, at: str) -> None:
+    """A bundled zoo name, or a file that reads as an ONNX model. Read, not compiled: compiling
+    every workload up front would cost seconds (VGG-19: ~4 s) the evaluations spend anyway."""
+    problem = zoo.unknown_name(model) if model.startswith("zoo:") else ""
+    if problem:
+        raise SpecError(f"{at}: {problem}")
+    if model.startswith("zoo:"):
+        return
+    if not Path(model).is_file():
+        hint = did_you_mean(model, [f"zoo:{n}" for n in zoo.NAMES])
+        raise SpecError(f"{at}: no such model file '{model}' (relative paths start at {Path.cwd()}); "
+                        f"{hint}give zoo:NAME (see `dse models`) or a path to a .onnx file")
+    try:
+        read_model(model)
+    except CompileError as exc:
+        raise SpecError(f"{at}: {exc}") from None
+
+
 def _quantization(value, at: str) -> Quantization:
     allowed = ", ".join(QUANT_FORMATS)
     if isinstance(value, str):
         if value not in QUANT_FORMATS:
-            raise SpecError(f"{at}: got {value!r}; allowed: {allowed}, or {{format, per_channel}}")
+            raise SpecError(f"{at}: got {value!r}; {did_you_mean(value, QUANT_FORMATS)}allowed: {allowed}, "
+                            "or {format, per_channel}")
         return Quantization(value)
     if not isinstance(value, dict):
         raise SpecError(f"{at}: give {allowed}, or {{format, per_channel}}; got {value!r}")
     unknown = sorted(set(value) - {"format", "per_channel"})
     if unknown:
-        raise SpecError(f"{at}: unknown key '{unknown[0]}'; allowed: format, per_channel")
+        raise SpecError(f"{at}: unknown key '{unknown[0]}'; {did_you_mean(unknown[0], ('format', 'per_channel'))}"
+                        "allowed: format, per_channel")
     fmt, per_channel = value.get("format", "qoperator"), value.get("per_channel", False)
     if fmt not in QUANT_FORMATS:
-        raise SpecError(f"{at}.format: got {fmt!r}; allowed: {allowed}")
+        raise SpecError(f"{at}.format: got {fmt!r}; {did_you_mean(fmt, QUANT_FORMATS)}allowed: {allowed}")
     if not isinstance(per_channel, bool):
         raise SpecError(f"{at}.per_channel: must be true or false, got {per_channel!r}")
     return Quantization(fmt, per_channel)
@@ -197,11 +243,11 @@ def quantized_path(workload: Workload) -> Path:
     return path
 
 
-def _onnxruntime_version(quantization: Quantization) -> str:
+def _onnxruntime_version(quantization: Quantization, at: str = "workloads") -> str:
     try:
         import onnxruntime  # optional: the `quantize` extra
     except ImportError:
-        raise SpecError(f"workloads: quantize ({quantization.label}) needs onnxruntime: "
+        raise SpecError(f"{at}: quantize ({quantization.label}) needs onnxruntime: "
                         f"{INSTALL_HINT}") from None
     return onnxruntime.__version__
 

@@ -17,6 +17,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from compiler.errors import CompileError
+from compiler.spec import did_you_mean
 
 LIGHT = {
     "alexnet": "light_bvlc_alexnet", "densenet121": "light_densenet121",
@@ -95,7 +96,17 @@ def resolve(model):
         return light_dir() / f"{LIGHT[name]}.onnx"
     if name in BUILDERS:
         return BUILDERS[name]()
-    raise CompileError(f"unknown zoo model '{name}'; available: {', '.join(NAMES)}")
+    raise CompileError(unknown_name(model))
+
+
+def unknown_name(model: str) -> str:
+    """What is wrong with `zoo:NAME` (or a bare NAME) when NAME is not bundled: the closest
+    bundled name and the list; '' for a bundled one."""
+    name = model.removeprefix("zoo:")
+    if name in NAMES:
+        return ""
+    return (f"unknown zoo model '{name}'; {did_you_mean(name, NAMES, 'zoo:')}"
+            f"available: {', '.join('zoo:' + n for n in NAMES)} (dse models)")
 
 
 # ---- seeded random weights for the light models ----------------------------------------

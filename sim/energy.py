@@ -110,10 +110,12 @@ def load_technology(path: str) -> Technology:
                         f"names hwspecs/tech/<name>.yaml or a path") from None
     except yaml.YAMLError as exc:
         raise SpecError(f"{file}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    except (UnicodeDecodeError, RecursionError):
+        raise SpecError(f"{file}: not a YAML text file (undecodable bytes, or nested too deeply)") from None
     if not isinstance(data, dict):
         raise SpecError(f"{file}: a technology table must be a YAML mapping")
     allowed = _INFO + _SCALARS + _BY_TYPE + ("sram_read_64bit_pj", "dram_pj_per_bit")
-    unknown = sorted(set(data) - set(allowed))
+    unknown = sorted(set(data) - set(allowed), key=str)
     if unknown:
         raise SpecError(f"{file}: unknown field '{unknown[0]}'; allowed: {', '.join(allowed)}")
     capacity, energy = _sram_curve(data, file)

@@ -17,13 +17,13 @@ import onnx
 from onnx import TensorProto, external_data_helper, numpy_helper
 
 from compiler.errors import CompileError
-from compiler.frontend.onnx_context import NodeContext, attributes
+from compiler.frontend.onnx_context import NodeContext, attributes, check_node, dtype_name
 from compiler.frontend.onnx_fold import FOLDS, fold, shape_of
 from compiler.frontend.onnx_ops import OPS as LAYER_OPS
 from compiler.frontend.onnx_qdq import fuse_qdq
 from compiler.frontend.onnx_quant import MS_OPS
 from compiler.frontend.onnx_quant import OPS as QUANT_OPS
-from compiler.ir import Graph, Node, TensorType
+from compiler.ir import Graph, Node, TensorType, shape_problem
 
 INPUT_TYPES = {TensorProto.FLOAT: "fp32", TensorProto.UINT8: "uint8", TensorProto.INT8: "int8"}
 
@@ -47,15 +47,17 @@ def load_model(model, input_shapes: dict | None = None) -> Graph:
     proto, where = read_model(model)
     opset = _opset(proto, where)
     graph = proto.graph
-    consts = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    consts = {t.name: _initializer(t, where) for t in graph.initializer}
     types = _input_types(graph, consts, dict(input_shapes or {}), where)
     name = graph.name or (Path(model).stem if not isinstance(model, onnx.ModelProto) else "model")
     ir = Graph(name=name, inputs=list(types), outputs=[], tensors=dict(types), constants={},
                nodes=[], opset=opset)
     nodes = list(graph.node)
-    if any(node.op_type == "DequantizeLinear" for node in nodes):
-        nodes = fuse_qdq(nodes, consts, {o.name for o in graph.output}, opset)
     try:
+        for index, node in enumerate(nodes):
+            check_node(node, node.name or f"{node.op_type}_{index}", opset)
+        if any(node.op_type == "DequantizeLinear" for node in nodes):
+            nodes = fuse_qdq(nodes, consts, {o.name for o in graph.output}, opset)
         _walk(nodes, graph.output, opset, consts, types, ir)
     except CompileError as exc:
         raise CompileError(f"{where}: {exc}") from None
@@ -71,6 +73,7 @@ def read_model(model) -> tuple:
     not a readable ONNX model, or external data that escapes its folder, is a CompileError."""
     if isinstance(model, onnx.ModelProto):
         where = f"model '{model.graph.name}'"
+        _check_text(model, where, "model")
         _load_external(model, None, where)                   # refuses; never mutates
         return model, where
     path = Path(model)
@@ -83,8 +86,24 @@ def read_model(model) -> tuple:
         raise CompileError(f"{path}: not a readable ONNX model ({reason})") from None
     if not proto.HasField("graph") or proto.ir_version == 0:
         raise CompileError(f"{path}: not an ONNX model (no graph or ir_version in the file)")
+    _check_text(proto, str(path), "model")
     _load_external(proto, path.parent, str(path))
     return proto, str(path)
+
+
+def _check_text(message, where: str, path: str) -> None:
+    """Every string field (names, op types, domains) is text: protobuf hands back one that is
+    not UTF-8 as bytes, which is refused by its field path."""
+    for field, value in message.ListFields():
+        if field.type not in (field.TYPE_MESSAGE, field.TYPE_STRING):
+            continue
+        single = isinstance(value, (str, bytes)) or hasattr(value, "ListFields")
+        for i, item in enumerate([value] if single else value):
+            at = f"{path}.{field.name}" + ("" if single else f"[{i}]")
+            if field.type == field.TYPE_MESSAGE:
+                _check_text(item, where, at)
+            elif isinstance(item, bytes):
+                raise CompileError(f"{where}: {at} is not UTF-8 text ({item[:40]!r})")
 
 
 def _tensors(graph: onnx.GraphProto):
@@ -119,6 +138,19 @@ def _load_external(proto: onnx.ModelProto, base: Path | None, where: str) -> Non
             raise CompileError(f"{prefix}: cannot be read ({' '.join(str(exc).split())})") from None
 
 
+def _initializer(tensor: onnx.TensorProto, where: str) -> np.ndarray:
+    """An initializer's value; a shape past the IR's size limit is refused before its data is read."""
+    prefix = f"{where}: initializer '{tensor.name}'"
+    problem = shape_problem(tensor.dims)
+    if problem:
+        raise CompileError(f"{prefix}: {problem}")
+    try:
+        return numpy_helper.to_array(tensor)
+    except Exception as exc:                      # onnx raises several types for malformed tensors
+        raise CompileError(f"{prefix} ({dtype_name(tensor.data_type)}{list(tensor.dims)}) cannot be read: "
+                           f"{' '.join(str(exc).split()) or type(exc).__name__}") from None
+
+
 def _opset(proto: onnx.ModelProto, where: str) -> int:
     versions = [o.version for o in proto.opset_import if o.domain in DEFAULT_DOMAINS]
     if not versions:
@@ -143,9 +175,9 @@ def _input_types(graph, consts: dict, overrides: dict, where: str) -> dict:
     for value in runtime:
         tensor_type = value.type.tensor_type
         if tensor_type.elem_type not in INPUT_TYPES:
-            name = TensorProto.DataType.Name(tensor_type.elem_type)
-            allowed = ", ".join(TensorProto.DataType.Name(t) for t in INPUT_TYPES)
-            raise CompileError(f"{where}: input '{value.name}' has type {name}; allowed: {allowed}")
+            allowed = ", ".join(dtype_name(t) for t in INPUT_TYPES)
+            raise CompileError(f"{where}: input '{value.name}' has type {dtype_name(tensor_type.elem_type)}; "
+                               f"allowed: {allowed}")
         declared = None
         if tensor_type.HasField("shape"):
             declared = tuple(d.dim_value if d.dim_value > 0 else 1 for d in tensor_type.shape.dim)
@@ -157,6 +189,9 @@ def _input_types(graph, consts: dict, overrides: dict, where: str) -> dict:
         if (declared is not None and len(shape) != len(declared)) or min(shape, default=1) < 1:
             raise CompileError(f"{where}: input_shapes['{value.name}']={shape} does not fit "
                                f"the declared rank {len(declared or ())} with positive dims")
+        problem = shape_problem(shape)
+        if problem:
+            raise CompileError(f"{where}: input '{value.name}': {problem}")
         types[value.name] = TensorType(shape, INPUT_TYPES[tensor_type.elem_type])   # 8-bit: no Quant yet
     return types
 

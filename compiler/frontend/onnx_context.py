@@ -5,6 +5,7 @@ it produced). Converters live in onnx_ops*.py and onnx_quant.py; the walk in onn
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -12,7 +13,7 @@ import onnx
 from onnx import helper
 
 from compiler.errors import CompileError
-from compiler.ir import CODE_MOVES, DTYPES, Node, TensorType
+from compiler.ir import CODE_MOVES, DTYPES, Node, TensorType, shape_problem
 
 
 @dataclass
@@ -22,17 +23,127 @@ class Converted:
     constants: dict = field(default_factory=dict)    # new IR constant name -> array of its IR dtype
 
 
+# The schemas of the com.microsoft ops we convert, from onnxruntime's contrib op definitions
+# (onnxruntime/core/graph/contrib_ops/quantization_defs.cc); ONNX's own ops use onnx.defs.
+# Inputs: (fewest, most, positions that must be non-empty); attributes: name -> type.
+A = onnx.AttributeProto
+_UNARY = (4, 5, (0, 1, 3))                  # X, X_scale, X_zero_point?, Y_scale, Y_zero_point?
+MS_INPUTS = {
+    "QGemm": (6, 9, (0, 1, 3, 4)), "QLinearAdd": (7, 8, (0, 1, 3, 4, 6)), "QLinearMul": (7, 8, (0, 1, 3, 4, 6)),
+    "QLinearAveragePool": _UNARY, "QLinearGlobalAveragePool": _UNARY, "QLinearSoftmax": _UNARY,
+    "QLinearSigmoid": _UNARY, "QLinearLeakyRelu": _UNARY, "QLinearConcat": (5, 2 ** 31 - 1, (0, 2)),
+}
+MS_ATTRIBUTE_TYPES = {
+    "QGemm": {"alpha": A.FLOAT, "transA": A.INT, "transB": A.INT},
+    "QLinearAveragePool": {"auto_pad": A.STRING, "ceil_mode": A.INT, "channels_last": A.INT,
+                           "count_include_pad": A.INT, "dilations": A.INTS, "kernel_shape": A.INTS,
+                           "pads": A.INTS, "strides": A.INTS},
+    "QLinearGlobalAveragePool": {"channels_last": A.INT}, "QLinearConcat": {"axis": A.INT},
+    "QLinearSoftmax": {"axis": A.INT, "opset": A.INT}, "QLinearLeakyRelu": {"alpha": A.FLOAT},
+}
+
+
+def dtype_name(code: int) -> str:
+    """ONNX's name of a TensorProto element type code; codes ONNX does not define included."""
+    known = code in onnx.TensorProto.DataType.values()
+    return onnx.TensorProto.DataType.Name(code) if known else f"<{code}: not an ONNX type>"
+
+
+@functools.cache
+def _first_opsets() -> dict:
+    """(domain, op type) -> the opset that introduced it, for every op ONNX defines."""
+    first: dict = {}
+    for schema in onnx.defs.get_all_schemas_with_history():
+        key = (schema.domain, schema.name)
+        first[key] = min(first.get(key, schema.since_version), schema.since_version)
+    return first
+
+
+def _schema(node: onnx.NodeProto, opset: int):
+    """ONNX's schema of the node's op at `opset`, or None (com.microsoft, or an unknown op)."""
+    if node.domain == "com.microsoft":
+        return None
+    try:
+        return onnx.defs.get_schema(node.op_type, opset, node.domain)
+    except onnx.defs.SchemaError:
+        return None
+
+
+def check_node(node: onnx.NodeProto, name: str, opset: int) -> None:
+    """The node has the inputs and outputs its op's schema requires, only attributes the schema
+    declares, each of the declared type, and every tensor attribute a shape under the IR's size
+    limit; converters then read plain values."""
+    where = f"node '{name}' ({node.op_type})"
+    schema = _schema(node, opset)
+    if schema is not None:
+        _check_arity(node, where, schema)
+    elif node.domain == "com.microsoft" and node.op_type in MS_INPUTS:
+        _check_ms_arity(node, where)
+    elif (node.domain, node.op_type) in _first_opsets():
+        raise CompileError(f"{where}: ONNX has {node.op_type} from opset "
+                           f"{_first_opsets()[node.domain, node.op_type]}; the model imports opset {opset}")
+    if schema is not None:
+        declared = {key: int(attr.type) for key, attr in schema.attributes.items()}
+        unknown = [attr.name for attr in node.attribute if attr.name not in declared]
+        if unknown:                               # onnxruntime refuses these too
+            raise CompileError(f"{where}: attribute '{unknown[0]}' is not one of ONNX {node.op_type} "
+                               f"(opset {schema.since_version}): {', '.join(declared) or 'it takes none'}")
+    else:                                         # converters read only the declared ones
+        declared = MS_ATTRIBUTE_TYPES.get(node.op_type, {}) if node.domain == "com.microsoft" else {}
+    for attr in node.attribute:
+        wanted = declared.get(attr.name)
+        if wanted is not None and attr.type != wanted:
+            raise CompileError(f"{where}: attribute '{attr.name}' is {A.AttributeType.Name(attr.type)}; "
+                               f"{node.op_type} takes {A.AttributeType.Name(wanted)}")
+        for tensor in ([attr.t] if attr.HasField("t") else []) + list(attr.tensors):
+            problem = shape_problem(tensor.dims)
+            if problem:
+                raise CompileError(f"{where}: attribute '{attr.name}': {problem}")
+
+
+def _check_arity(node: onnx.NodeProto, where: str, schema) -> None:
+    op = f"ONNX {node.op_type} (opset {schema.since_version})"
+    for kind, names, low, high, formals in (("inputs", node.input, schema.min_input, schema.max_input, schema.inputs),
+                                            ("outputs", node.output, schema.min_output, schema.max_output,
+                                             schema.outputs)):
+        if not low <= len(names) <= high:
+            allowed = f"{low}..{high}" if high < 2 ** 31 - 1 else f"at least {low}"
+            raise CompileError(f"{where}: has {len(names)} {kind}; {op} takes {allowed}")
+        for i, formal in enumerate(formals[:len(names)]):
+            if formal.option == onnx.defs.OpSchema.FormalParameterOption.Single and not names[i]:
+                raise CompileError(f"{where}: {kind[:-1]} {i} ({formal.name}) is missing (an empty name); {op} "
+                                   "requires it")
+
+
+def _check_ms_arity(node: onnx.NodeProto, where: str) -> None:
+    low, high, required = MS_INPUTS[node.op_type]
+    if not low <= len(node.input) <= high:
+        allowed = f"{low}..{high}" if high < 2 ** 31 - 1 else f"at least {low}"
+        raise CompileError(f"{where}: has {len(node.input)} inputs; com.microsoft {node.op_type} takes {allowed}")
+    empty = [i for i in required if not node.input[i]]
+    if empty:
+        raise CompileError(f"{where}: input {empty[0]} is missing (an empty name); com.microsoft {node.op_type} "
+                           "requires it")
+    if len(node.output) != 1 or not node.output[0]:
+        raise CompileError(f"{where}: has outputs {list(node.output)}; com.microsoft {node.op_type} has one")
+
+
 def attributes(node: onnx.NodeProto) -> dict:
-    """The node's attributes as Python values (strings decoded, tensors as arrays)."""
+    """The node's attributes as Python values (strings decoded, tensors as arrays); one that
+    cannot be decoded is a CompileError naming it."""
     out = {}
     for attr in node.attribute:
-        value = helper.get_attribute_value(attr)
-        if isinstance(value, bytes):
-            value = value.decode("utf-8")
-        elif isinstance(value, onnx.TensorProto):
-            value = onnx.numpy_helper.to_array(value)
-        elif isinstance(value, list) and value and isinstance(value[0], bytes):
-            value = [v.decode("utf-8") for v in value]
+        try:
+            value = helper.get_attribute_value(attr)
+            if isinstance(value, bytes):
+                value = value.decode("utf-8")
+            elif isinstance(value, onnx.TensorProto):
+                value = onnx.numpy_helper.to_array(value)
+            elif isinstance(value, list) and value and isinstance(value[0], bytes):
+                value = [v.decode("utf-8") for v in value]
+        except Exception as exc:                  # onnx and protobuf raise several types
+            raise CompileError(f"node '{node.name or node.op_type}' ({node.op_type}): attribute "
+                               f"'{attr.name}' cannot be read ({' '.join(str(exc).split())})") from None
         out[attr.name] = value
     return out
 
@@ -82,8 +193,20 @@ class NodeContext:
                              "only compile-time constants are allowed here")
         return self._consts[self.inputs[i]]
 
+    def const_ints(self, i: int, what: str) -> list:
+        """Constant input i as Python ints; ONNX gives axes and shapes as integer tensors."""
+        value = np.asarray(self.const(i, what))
+        if value.dtype.kind not in "iu":
+            raise self.error(f"input '{self.inputs[i]}' ({what}) is {value.dtype}; allowed: int64")
+        return [int(v) for v in value.ravel()]
+
+    def _present(self, i: int) -> str:
+        if not self.has_input(i):
+            raise self.error(f"input {i} is missing; it is required")
+        return self.inputs[i]
+
     def shape(self, i: int) -> tuple:
-        name = self.inputs[i]
+        name = self._present(i)
         if name in self._consts:
             return tuple(int(d) for d in self._consts[name].shape)
         return self._types[name].shape
@@ -93,12 +216,12 @@ class NodeContext:
 
     def type(self, i: int) -> TensorType | None:
         """TensorType of run-time input i (dtype and quant included); None for a constant."""
-        name = self.inputs[i]
+        name = self._present(i)
         return None if name in self._consts else self._types[name]
 
     def operand(self, i: int) -> str:
         """IR name of input i; a constant input becomes a float32 IR constant."""
-        name = self.inputs[i]
+        name = self._present(i)
         if name in self._consts:
             self.result.constants[name] = np.asarray(self._consts[name], dtype=np.float32)
             self.result.types[name] = TensorType(self.shape(i))
@@ -141,6 +264,9 @@ class NodeContext:
         shape = tuple(int(d) for d in shape)
         if any(d <= 0 for d in shape):
             raise self.error(f"computed output shape {shape} has an empty dimension")
+        problem = shape_problem(shape)
+        if problem:
+            raise self.error(f"computed output {problem}")
         if out_type is None and op in CODE_MOVES:
             source = self.result.types.get(inputs[0]) or self._types.get(inputs[0])
             out_type = source if source is not None and source.dtype != "fp32" else None

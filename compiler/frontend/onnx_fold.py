@@ -5,9 +5,13 @@ returning the list of output arrays; the walk in onnx.py calls it with NumPy val
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import onnx
 from onnx import helper
+
+from compiler.ir import shape_problem
 
 
 def _axes_arg(attrs, inputs, index, opset, since):
@@ -88,6 +92,8 @@ def Reshape(attrs, inputs, opset):
 def reshape_target(in_shape, shape, allowzero=0) -> tuple:
     """ONNX Reshape: 0 copies the input dim (unless allowzero), -1 is inferred."""
     dims = [int(d) for d in np.asarray(shape).ravel()]
+    if not allowzero and 0 in dims[len(in_shape):]:
+        raise ValueError(f"shape {dims} copies dim {dims.index(0, len(in_shape))} (0) of a rank-{len(in_shape)} input")
     if not allowzero:
         dims = [int(in_shape[i]) if d == 0 else d for i, d in enumerate(dims)]
     total = int(np.prod(in_shape, dtype=np.int64))
@@ -242,6 +248,33 @@ FOLDS = {
 }
 
 
+BROADCASTING = ("Where", "Sum", "Add", "Sub", "Mul", "Div", "Pow", "Min", "Max", "Mod", "Equal", "Less",
+                "Greater", "LessOrEqual", "GreaterOrEqual")
+
+
+def _grown_shape(op_type: str, attrs: dict, inputs: list) -> tuple | None:
+    """The output shape of an op whose output can be larger than its inputs; None for the rest."""
+    if op_type == "ConstantOfShape":
+        return tuple(int(d) for d in np.asarray(inputs[0]).ravel())
+    if op_type == "Expand":
+        return np.broadcast_shapes(np.shape(inputs[0]), tuple(int(d) for d in np.asarray(inputs[1]).ravel()))
+    if op_type in BROADCASTING:
+        return np.broadcast_shapes(*(np.shape(v) for v in inputs))
+    if op_type == "Range":
+        start, limit, delta = (float(np.asarray(v).item()) for v in inputs[:3])
+        return (max(math.ceil((limit - start) / delta), 0),)
+    if op_type == "Gather":
+        data, axis = np.shape(inputs[0]), int(attrs.get("axis", 0)) % max(np.ndim(inputs[0]), 1)
+        return data[:axis] + np.shape(inputs[1]) + data[axis + 1:]
+    return None
+
+
 def fold(op_type: str, node: onnx.NodeProto, attrs: dict, inputs: list, opset: int) -> list:
-    """Evaluate one all-constant node; returns one array per (non-empty) output."""
-    return FOLDS[op_type](attrs, inputs, opset)[:len(node.output)]
+    """Evaluate one all-constant node; returns one array per (non-empty) output. An output
+    past the IR's size limit is refused before it is allocated."""
+    shape = _grown_shape(op_type, attrs, inputs)
+    problem = shape_problem(shape) if shape is not None else None
+    if problem:
+        raise ValueError(f"the output {problem}")
+    with np.errstate(all="ignore"):                # inf and NaN results are ONNX's too
+        return FOLDS[op_type](attrs, inputs, opset)[:len(node.output)]

@@ -210,6 +210,8 @@ def Gemm(ctx: NodeContext) -> Converted:
 def MatMul(ctx: NodeContext) -> Converted:
     b = _constant_weight(ctx, 1)
     a_shape = ctx.shape(0)
+    if not a_shape:
+        raise ctx.error("input A is a scalar; MatMul takes A of rank >= 1")
     if b.ndim != 2:
         raise ctx.error(f"input B has shape {b.shape}; only a 2-D constant B is supported")
     k, n = b.shape

@@ -28,8 +28,10 @@ def Identity(ctx: NodeContext) -> Converted:
 
 def Dropout(ctx: NodeContext) -> Converted:
     if ctx.opset >= 12 and ctx.has_input(2):
-        training = ctx.const(2, "training_mode")
-        if bool(np.asarray(training).ravel()[0]):
+        training = np.asarray(ctx.const(2, "training_mode"))
+        if training.size != 1:
+            raise ctx.error(f"input training_mode has {training.size} values; allowed: one boolean")
+        if bool(training.ravel()[0]):
             raise ctx.error("input training_mode is true; allowed: inference (false)")
     if ctx.opset < 7 and int(ctx.attr("is_test", 0)) == 0:
         raise ctx.error("attribute is_test=0 (training); allowed: 1")
@@ -122,7 +124,7 @@ def _reshape_to(ctx: NodeContext, shape) -> Converted:
 
 
 def Reshape(ctx: NodeContext) -> Converted:
-    target = ctx.const(1, "shape")
+    target = ctx.const_ints(1, "shape")
     try:
         shape = reshape_target(ctx.shape(0), target, int(ctx.attr("allowzero", 0)))
     except ValueError as exc:
@@ -145,7 +147,7 @@ def _axes(ctx: NodeContext) -> list | None:
     if ctx.opset >= 13:
         if not ctx.has_input(1):
             return None
-        return [int(a) for a in np.asarray(ctx.const(1, "axes")).ravel()]
+        return ctx.const_ints(1, "axes")
     values = ctx.attr("axes")
     return None if values is None else [int(a) for a in values]
 

@@ -18,13 +18,7 @@ import numpy as np
 from compiler.frontend import quant_tables
 from compiler.frontend.onnx_context import Converted, NodeContext
 from compiler.frontend.onnx_ops import conv_geometry, pool_geometry
-from compiler.frontend.onnx_quant_params import (
-    NUMPY_TO_IR,
-    bind_operand,
-    carried,
-    out_type,
-    read_quant,
-)
+from compiler.frontend.onnx_quant_params import NUMPY_TO_IR, bind_operand, carried, out_type, read_quant
 from compiler.ir import Node, Quant, TensorType
 
 LINEAR_PAIRS = (("uint8", "uint8"), ("uint8", "int8"), ("int8", "int8"))   # qlinearconv.cc, MLAS
@@ -145,6 +139,14 @@ def _gemm(ctx: NodeContext, x: str, a_shape: tuple, weight: tuple, bias: list, y
         ctx.emit("reshape", [out], (*lead, n), ctx.outputs[0])
 
 
+def _a_shape(ctx: NodeContext, matrix: bool = False) -> tuple:
+    """Shape of input A: [.., K] (rank >= 1), or exactly [M, K] for a `matrix` (QGemm)."""
+    shape = ctx.shape(0)
+    if len(shape) != 2 if matrix else not shape:
+        raise ctx.error(f"input A has shape {list(shape)}; allowed: {'2-D [M, K]' if matrix else 'rank >= 1'}")
+    return shape
+
+
 def _constant_b(ctx: NodeContext, i: int, k: int) -> np.ndarray:
     if not ctx.is_const(i):
         raise ctx.error(f"input '{ctx.inputs[i]}' (B) is computed at run time; only a constant B is supported")
@@ -156,7 +158,7 @@ def _constant_b(ctx: NodeContext, i: int, k: int) -> np.ndarray:
 
 def QLinearMatMul(ctx: NodeContext) -> Converted:
     x, x_dtype, _ = _quantised_input(ctx, 0, 1, 2, "a")
-    a_shape = ctx.shape(0)
+    a_shape = _a_shape(ctx)
     b = _constant_b(ctx, 3, a_shape[-1])
     weight = _weight(ctx, 3, 4, 5, 1, b.shape[1])
     y_dtype, y_quant = read_quant(ctx, 6, 7, "y")
@@ -168,7 +170,7 @@ def QLinearMatMul(ctx: NodeContext) -> Converted:
 def QGemm(ctx: NodeContext) -> Converted:
     """com.microsoft QGemm: C (int32) is the bias; without y_scale the output is float32."""
     x, x_dtype, _ = _quantised_input(ctx, 0, 1, 2, "a")
-    (m, k) = ctx.shape(0)[::-1] if ctx.attr("transA", 0) else ctx.shape(0)
+    (m, k) = _a_shape(ctx, matrix=True)[::-1] if ctx.attr("transA", 0) else _a_shape(ctx, matrix=True)
     if ctx.attr("transA", 0):
         x = ctx.emit("transpose", [x], (m, k), perm=(1, 0))
     stored = np.asarray(ctx.const(3, "B"))
@@ -274,7 +276,7 @@ def MatMulInteger(ctx: NodeContext) -> Converted:
     """int32 A @ B of (A - a_zero_point) and (B - b_zero_point); B constant [K, N], its zero point
     per tensor or per column; N-D A is reshaped to [M, K] and back, as QLinearMatMul."""
     x, *zero_point = _accumulator_operand(ctx, 0, 2, "a")
-    b = _constant_b(ctx, 1, ctx.shape(0)[-1])
+    b = _constant_b(ctx, 1, _a_shape(ctx)[-1])
     _gemm(ctx, x, ctx.shape(0), _weight(ctx, 1, None, 3, 1, b.shape[1]), zero_point, TensorType((), "int32"))
     return ctx.done()
 

@@ -35,7 +35,8 @@ def read_quant(ctx: NodeContext, scale_i: int | None, zp_i: int, what: str, *, d
         name = ctx.inputs[zp_i] if ctx.has_input(zp_i) else ""
         scale = np.ones(np.shape(ctx.const(zp_i, label)) if name else (), np.float32)
     else:
-        label, name, scale = f"{what}_scale", ctx.inputs[scale_i], _scale(ctx, scale_i, what)
+        label, scale = f"{what}_scale", _scale(ctx, scale_i, what)
+        name = ctx.inputs[scale_i]
     per_axis = scale.size > 1 or scale.ndim > 1
     if per_axis:
         if axis is None:

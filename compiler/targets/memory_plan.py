@@ -35,7 +35,7 @@ class MemoryPlan:
             for out in node.outputs:
                 kind = "output" if out in outputs else "activation"
                 if node.op in VIEW_OPS:
-                    src = self.regions[node.inputs[0]]
+                    src = self.region(node.inputs[0])      # a constant is placed on first use
                     self.regions[out] = Region(out, src.offset, graph.tensors[out].shape, kind, src.dtype)
                 else:
                     self._place(out, graph.tensors[out].shape, kind, self._dtype(out, "activation"))

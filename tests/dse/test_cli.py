@@ -163,10 +163,12 @@ def test_readme_commands_run(capsys, tmp_path):
         argv = [a for a in argv if not (a.startswith("[") or a.endswith("]"))]
         argv = [str(tmp_path / "model.onnx") if a == "model.onnx" else str(tmp_path / "in.npz") if a == "in.npz"
                 else str(tmp_path / a) if a.startswith("runs/") else str(ROOT / a) if a.startswith("hwspecs/")
-                else str(tmp_path / "sweep") if a == "reports/systolic" else a
+                else str(tmp_path / "sweep") if a == "reports/systolic"
+                else str(tmp_path / a) if a.startswith("reports/") else a
                 for a in argv]
         if argv[0] == "sweep":
-            argv += ["--out", str(tmp_path / "sweep")]
+            if "--out" not in argv:  # one folder per study: a line with its own --out keeps it
+                argv += ["--out", str(tmp_path / "sweep")]
             (tmp_path / "quick.yaml").write_text("name: quick\nworkloads: [zoo:mlp]\nsweep:\n  parameters:\n    array.rows: [8, 16]\n")
             argv[1] = str(tmp_path / "quick.yaml")  # the default spec's sweep runs in make demo
         code, _, err = run_cli(capsys, *argv)
@@ -224,3 +226,38 @@ def test_every_bundled_spec_sweeps_its_space_and_verifies_a_front_point(capsys, 
     assert "verify ok" in err and "verify FAIL" not in err
     points = pd.read_csv(tmp_path / "r" / "points.csv")
     assert len(points) >= 8 and points["feasible"].all()
+
+
+# ---- mistakes caught before work (issue 13) --------------------------------------------------
+
+def test_misspelt_workload_in_a_sweep_exits_2_before_any_evaluation(capsys, tmp_path):
+    spec = _tiny_spec(tmp_path)
+    spec.write_text(spec.read_text().replace("zoo:mlp", "zoo:squeezent"))
+    line = _error_line(capsys, "sweep", spec, "--out", tmp_path / "rep")
+    assert line.startswith(f"error: {spec}: workloads[0]: unknown zoo model 'squeezent'; "
+                           "did you mean 'zoo:squeezenet'? available: zoo:alexnet")
+    assert not (tmp_path / "rep").exists()
+
+
+def test_misspelt_zoo_model_in_run_and_compile_suggests_the_name(capsys):
+    assert "did you mean 'zoo:squeezenet'?" in _error_line(capsys, "run", "zoo:squeezent", "--hw", SPEC,
+                                                          "--timing-only")
+    assert "did you mean 'zoo:mlp'?" in _error_line(capsys, "compile", "zoo:mpl", "--hw", SPEC)
+
+
+def test_nan_clock_is_one_clear_error_not_a_nan_latency(capsys, tmp_path):
+    (tmp_path / "nan.yaml").write_text("clock_ghz: .nan\n")
+    line = _error_line(capsys, "run", "zoo:mlp", "--hw", tmp_path / "nan.yaml", "--timing-only")
+    assert line == f"error: {tmp_path / 'nan.yaml'}: field 'clock_ghz' is nan; must be a finite number >= 0.001"
+
+
+def test_all_infeasible_sweep_exits_2_with_its_most_common_reason_and_keeps_the_report(capsys, tmp_path):
+    spec = _tiny_spec(tmp_path)
+    spec.write_text(spec.read_text().replace("[0.01, 64]", "[0.01, 0.02]"))
+    code, _, err = run_cli(capsys, "sweep", spec, "--out", tmp_path / "rep")
+    last = err.strip().splitlines()[-1]
+    assert code == 2 and "Traceback" not in err
+    assert last.startswith(f"error: {spec}: no feasible design point; most common reason (4 of 4 points): "
+                           "zoo:mlp: layer 'fc0': no tile fits")
+    assert "done: 4 points (0 feasible" in err and err.count("no tile fits") == 1
+    assert len(pd.read_csv(tmp_path / "rep" / "points.csv")) == 4 and (tmp_path / "rep" / "index.html").exists()

@@ -24,6 +24,10 @@ def test_help_imports_no_heavy_module():
 
 
 def test_the_api_still_reads_as_before():
+    """Also after `import dse.sweep`, which makes the package attribute the module: calling it
+    still calls the sweep function (the regression: 'module' object is not callable)."""
     import dse
+    import dse.sweep
     import sim
     assert callable(dse.run) and callable(dse.sweep) and callable(sim.simulate)
+    assert dse.sweep.load is dse.load

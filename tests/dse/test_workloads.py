@@ -34,6 +34,13 @@ def test_entries_parse_with_defaults_and_batch_reaches_the_graph():
     ([{"model": "zoo:mlp", "batch": 0}], "workloads[0].batch"),
     ([{"model": "zoo:mlp", "weight": -1}], "workloads[0].weight"),
     (["zoo:mlp", "zoo:mlp"], "listed twice"),
+    ([{"model": "zoo:mlp", "batchs": 2}], "unknown key 'batchs'; did you mean 'batch'? allowed: model, batch,"),
+    ([{"model": "zoo:mlp", "weight": float("nan")}], "workloads[0].weight: must be a finite number > 0, got nan"),
+    ([{"model": "zoo:mlp", "weight": float("inf")}], "workloads[0].weight: must be a finite number > 0, got inf"),
+    ([{"model": "zoo:mlp", "weight": 10 ** 400}], "workloads[0].weight: must be a finite number > 0"),
+    ([{"model": "zoo:mlp", "batch": 100_000}], "workloads[0].batch: must be an integer >= 1 and <= 1024"),
+    ([{"model": "zoo:mlp", "quantize": "qdqq"}], "got 'qdqq'; did you mean 'qdq'? allowed: qdq, qoperator"),
+    ([{"model": 3}], "workloads[0].model: give zoo:NAME or a path to a .onnx file, got 3"),
 ])
 def test_bad_entries_name_the_field(entries, expected):
     with pytest.raises(SpecError) as info:
@@ -101,7 +108,8 @@ def test_int8_spec_loads_and_its_workloads_parse():
     ("int4", "workloads[0].quantize: got 'int4'; allowed: qdq, qoperator, dynamic"),
     ({"format": "qlinear"}, "workloads[0].quantize.format: got 'qlinear'; allowed: qdq, qoperator, dynamic"),
     ({"per_channel": "yes"}, "workloads[0].quantize.per_channel: must be true or false"),
-    ({"formats": "qdq"}, "workloads[0].quantize: unknown key 'formats'; allowed: format, per_channel"),
+    ({"formats": "qdq"}, ("workloads[0].quantize: unknown key 'formats'; did you mean 'format'? "
+                          "allowed: format, per_channel")),
     (True, "workloads[0].quantize: give qdq, qoperator, dynamic, or {format, per_channel}"),
 ])
 def test_bad_quantize_options_name_the_path(quantize, expected):
@@ -155,6 +163,8 @@ def test_quantize_without_onnxruntime_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(SpecError, match=r"needs onnxruntime: pip install -e '\.\[quantize\]'"):
         _ = Workload("zoo:mlp", quantize=Quantization()).identity
+    with pytest.raises(SpecError, match=r"workloads\[0\]\.quantize: quantize \(int8 qdq\) needs onnxruntime"):
+        parse([{"model": "zoo:mlp", "quantize": "qdq"}])          # when the spec is read, before any work
 
 
 def test_random_weights_option_replaces_the_light_models_fills():
@@ -172,3 +182,28 @@ def test_random_weights_option_replaces_the_light_models_fills():
                             ({"model": "zoo:resnet50", "weights": "normal"}, "allowed: shipped, random")):
         with pytest.raises(SpecError, match=expected):
             parse([entry])
+
+
+@pytest.mark.parametrize("entry, expected", [
+    ("zoo:squeezent", ("workloads[0]: unknown zoo model 'squeezent'; did you mean 'zoo:squeezenet'? available: "
+                       "zoo:alexnet, zoo:densenet121")),
+    ({"model": "zoo:resnt50", "batch": 2}, ("workloads[0].model: unknown zoo model 'resnt50'; did you mean "
+                                            "'zoo:resnet50'?")),
+    ("squeezenet", "workloads[0]: no such model file 'squeezenet'"),
+    ("squeezenet", "did you mean 'zoo:squeezenet'? give zoo:NAME"),
+    ("models/absent.onnx", "workloads[0]: no such model file 'models/absent.onnx'"),
+])
+def test_unknown_models_are_refused_when_the_spec_is_parsed(entry, expected):
+    """A misspelt zoo name used to pass here and make every evaluation of a sweep infeasible."""
+    with pytest.raises(SpecError) as info:
+        parse([entry])
+    assert expected in str(info.value)
+
+
+def test_a_model_file_that_does_not_read_as_onnx_is_refused_when_parsed(tmp_path):
+    data = (zoo.light_dir() / "light_squeezenet.onnx").read_bytes()
+    (tmp_path / "cut.onnx").write_bytes(data[:200])
+    with pytest.raises(SpecError, match=r"workloads\[1\]\.model: .*cut\.onnx: not a readable ONNX model"):
+        parse(["zoo:mlp", {"model": str(tmp_path / "cut.onnx")}])
+    onnx.save(zoo.mlp(), tmp_path / "mlp.onnx")
+    assert parse([str(tmp_path / "mlp.onnx")])[0].model == str(tmp_path / "mlp.onnx")

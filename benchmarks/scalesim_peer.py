@@ -43,8 +43,9 @@ if str(ROOT) not in sys.path:
 
 from compiler.ir import Graph
 from compiler.pipeline import compile_graph
-from compiler.spec import MemorySpec
-from compiler.targets import lower, tiling
+from compiler.targets import lower
+from compiler.targets.systolic import tiling
+from compiler.targets.systolic.spec import MemorySpec
 from dse import zoo
 from dse.api import load_spec
 from sim import simulate

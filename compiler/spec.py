@@ -21,9 +21,9 @@ from typing import Any
 import yaml
 
 from compiler.bundled import is_path, spec_names, spec_path, technology_names, technology_path
+from compiler import targets
 from compiler.errors import SpecError
 
-DATAFLOWS = ("weight_stationary", "output_stationary", "input_stationary")
 # Every type a spec may name; the order fixes each type's code in a Program (fp32 = 0).
 DATATYPES = ("fp32", "fp16", "bf16", "int8", "uint8", "int16", "int32")
 DATATYPE_BITS = {"fp32": 32, "fp16": 16, "bf16": 16, "int8": 8, "uint8": 8, "int16": 16, "int32": 32}
@@ -48,7 +48,7 @@ REQUANTIZERS = ("float", "fixed_point")
 DRAM_TYPES = ("ddr4", "lpddr5", "hbm2")
 
 
-def _check_technology(value: str) -> str | None:
+def check_technology(value: str) -> str | None:
     """A `technology` value names a bundled table or an existing .yaml file (compiler/bundled.py)."""
     path = technology_path(value)
     if path.is_file():
@@ -57,7 +57,7 @@ def _check_technology(value: str) -> str | None:
     return f"{missing}allowed: {', '.join(technology_names())} (bundled tables) or a path to a .yaml table"
 
 
-def _f(default, doc: str, *, minimum=None, maximum=None, choices=None, check=None):
+def spec_field(default, doc: str, *, minimum=None, maximum=None, choices=None, check=None):
     """A spec field: default, one-line doc, and its constraint (minimum and/or maximum, choices,
     or a `check(value)` returning None when valid, else the 'allowed: ...' text). A maximum is a
     limit of this version, refused on load before anything is allocated; its declaration says why."""
@@ -66,88 +66,25 @@ def _f(default, doc: str, *, minimum=None, maximum=None, choices=None, check=Non
 
 
 @dataclass(frozen=True)
-class ArraySpec:
-    # At most 4096 per side: 16x TPU v1's 256x256 (Jouppi et al., ISCA 2017) each way, 16.8M PEs;
-    # beyond that a value is a typo (an extra zero), not a design this area/energy model describes.
-    rows: int = _f(32, "processing-element rows of the systolic array", minimum=1, maximum=4096)
-    cols: int = _f(32, "processing-element columns of the systolic array", minimum=1, maximum=4096)
-    dataflow: str = _f("weight_stationary", "which operand stays in the PEs", choices=DATAFLOWS)
-    macs_per_pe_cycle: int = _f(1, "MACs each PE completes per cycle in the spec's datatypes: a PE that packs "
-                                "narrow multipliers reduces that many consecutive K elements per cycle "
-                                "(TPU v1: full rate for 8x8-bit, half with one 16-bit operand, quarter with two)",
-                                minimum=1)
-
-
-@dataclass(frozen=True)
 class DatatypeSpec:
     """One datapath (see DATAPATHS): fp32/bf16/fp16 with an fp32 accumulator, or 8-bit
     integer codes with an int32 accumulator; `input` chooses which."""
-    input: str = _f("fp32", "element type of the graph inputs in DRAM and of the input scratchpad "
+    input: str = spec_field("fp32", "element type of the graph inputs in DRAM and of the input scratchpad "
                     "(integer datapath: the codes the scratchpad holds; tensors keep the model's types)",
                     choices=DATATYPES)
-    weight: str = _f("fp32", "element type of the weights in DRAM and of the weight scratchpad",
+    weight: str = spec_field("fp32", "element type of the weights in DRAM and of the weight scratchpad",
                      choices=DATATYPES)
-    accumulator: str = _f("fp32", "element type of the accumulator (and of the GEMM biases in DRAM): "
+    accumulator: str = spec_field("fp32", "element type of the accumulator (and of the GEMM biases in DRAM): "
                           "fp32 for float inputs, int32 for integer", choices=DATATYPES)
-    output: str = _f("fp32", "element type of every stored layer output (activations in DRAM)",
+    output: str = spec_field("fp32", "element type of every stored layer output (activations in DRAM)",
                      choices=DATATYPES)
-    requantize: str = _f("float", "integer datapath: how int32 accumulators become 8-bit codes; float = "
+    requantize: str = spec_field("float", "integer datapath: how int32 accumulators become 8-bit codes; float = "
                          "an fp32 multiply and round half to even, bit-identical to onnxruntime; "
                          "fixed_point = a Q31 multiplier and rounding right shift (gemmlowp/TFLite), "
                          "which differs from onnxruntime by one code in a few outputs per million",
                          choices=REQUANTIZERS)
 
 
-@dataclass(frozen=True)
-class MemorySpec:
-    # At most 1 GiB (1048576 KiB) each: a functional run allocates every on-chip memory in full
-    # (sim/run.py onchip_memories), and 1 GiB is above the largest single-die SRAM (Graphcore
-    # GC200: 900 MB), so a larger value is a typo that would ask the simulator for gigabytes.
-    input_scratchpad_kib: float = _f(256, "on-chip buffer for activation tiles (KiB)", minimum=0.001,
-                                     maximum=1048576)
-    weight_scratchpad_kib: float = _f(256, "on-chip buffer for weight tiles (KiB)", minimum=0.001,
-                                      maximum=1048576)
-    accumulator_kib: float = _f(128, "on-chip accumulator for output tiles (KiB)", minimum=0.001,
-                                maximum=1048576)
-    scratchpad_banks: int = _f(4, "banks per scratchpad (parallel ports)", minimum=1)
-    scratchpad_bytes_per_cycle: int = _f(64, "bytes per cycle per bank", minimum=1)
-    dram_gbps: float = _f(25.6, "DRAM bandwidth (GB/s; 25.6 = one DDR4-3200 channel)", minimum=0.001)
-    dram_latency_cycles: int = _f(100, "DRAM access latency per DMA transfer (cycles)", minimum=0)
-    dram_type: str = _f("ddr4", "DRAM family, priced per byte by the technology table", choices=DRAM_TYPES)
-    double_buffer: bool = _f(True, "split scratchpads in two so loads overlap compute")
-
-
-@dataclass(frozen=True)
-class VectorSpec:
-    lanes: int = _f(32, "elements the vector unit processes per cycle", minimum=1)
-
-
-@dataclass(frozen=True)
-class SystolicSpec:
-    name: str = _f("systolic", "spec name; reports go to reports/<name>/")
-    target: str = _f("systolic", "which target lowers to this hardware", choices=("systolic",))
-    clock_ghz: float = _f(1.0, "core clock (GHz)", minimum=0.001)
-    technology: str = _f("45nm", "energy/area table: hwspecs/tech/<name>.yaml, or a path to a .yaml table",
-                         check=_check_technology)
-    array: ArraySpec = field(default_factory=ArraySpec, metadata={"doc": "the PE array"})
-    datatypes: DatatypeSpec = field(default_factory=DatatypeSpec, metadata={"doc": "datapath types"})
-    memory: MemorySpec = field(default_factory=MemorySpec, metadata={"doc": "on-chip and DRAM memories"})
-    vector: VectorSpec = field(default_factory=VectorSpec, metadata={"doc": "the vector unit"})
-    workloads: tuple = _f(("zoo:resnet50",), "models the explorer evaluates: zoo:NAME, a .onnx path, or "
-                          "{model, batch, weight, quantize} (checked by dse.workloads)")
-    sweep: dict = _f(None, "explorer grid: field path -> list of values (see dse)")
-
-    @property
-    def dram_bytes_per_cycle(self) -> float:
-        return self.memory.dram_gbps / self.clock_ghz
-
-    @property
-    def integer_datapath(self) -> bool:
-        """True for the int8 datapath (8-bit codes in, int32 accumulate, requantised 8-bit out)."""
-        return self.datatypes.input in INTEGER_TYPES
-
-
-TARGET_SPECS = {"systolic": SystolicSpec}
 
 
 def _type_name(tp) -> str:
@@ -229,9 +166,9 @@ def build(cls, data: Any, where: str, prefix: str = ""):
     return cls(**kwargs)
 
 
-def _check_implemented(spec: SystolicSpec, where: str) -> None:
-    """The datatypes must form one simulated datapath; `datatypes.input` chooses which."""
-    dt = spec.datatypes
+def check_datatypes(dt: DatatypeSpec, where: str) -> None:
+    """The datatypes must form one simulated datapath; `dt.input` chooses which (a target's
+    `validate` calls this for its `datatypes` section)."""
     datapath = DATAPATHS["integer" if dt.input in INTEGER_TYPES else "float"]
     for name in ("input", "weight", "accumulator", "output"):
         allowed = FLOAT_TYPES + INTEGER_TYPES if name == "input" else datapath[name]
@@ -251,11 +188,14 @@ def from_dict(data: dict, where: str = "<spec>"):
     """Validate a parsed YAML mapping and return the target's Spec."""
     if not isinstance(data, dict):
         raise SpecError(f"{where}: a spec must be a YAML mapping at the top level")
-    target = data.get("target", "systolic")
-    if not isinstance(target, str) or target not in TARGET_SPECS:
-        raise SpecError(f"{where}: field 'target' is {target!r}; allowed: {', '.join(TARGET_SPECS)}")
-    spec = build(TARGET_SPECS[target], data, where)
-    _check_implemented(spec, where)
+    name = data.get("target", targets.DEFAULT_TARGET)
+    try:
+        target = targets.get(name)
+    except SpecError as exc:
+        raise SpecError(f"{where}: {exc}") from None
+    spec = build(target.spec, data, where)
+    if hasattr(spec, "validate"):
+        spec.validate(where)
     return spec
 
 
@@ -313,8 +253,8 @@ def replace_path(spec, path: str, value, _full: str = ""):
         if not dataclasses.is_dataclass(child):
             raise SpecError(f"sweep: field '{full}': '{head}' has no sub-fields")
         changed = dataclasses.replace(spec, **{head: replace_path(child, rest, value, full)})
-        if not _full and head == "datatypes" and isinstance(changed, SystolicSpec):
-            _check_implemented(changed, "sweep")
+        if not _full and hasattr(changed, "validate"):      # checks across a section's fields
+            changed.validate("sweep")
         return changed
     if dataclasses.is_dataclass(child):
         raise SpecError(f"sweep: field '{full}' is a section; name one of its fields")

@@ -13,7 +13,8 @@ import time
 from dataclasses import dataclass
 
 from compiler.errors import CompileError
-from compiler.spec import SystolicSpec
+from compiler.bundled import DEFAULT_SPEC
+from compiler.spec import load as spec_load
 from compiler.targets import lower
 from dse.workloads import Workload, graph_of
 from sim import simulate
@@ -32,7 +33,7 @@ def evaluate(graph, spec) -> dict:
     """Timing-only evaluation of one (workload graph, design point): the flat Stats row."""
     stats = simulate(lower(graph, spec), timing_only=True).stats
     row = stats.flat()
-    row["pe_count"] = spec.array.rows * spec.array.cols
+    row.update(spec.figures)          # the target's design figures (PE count, ...)
     return row
 
 
@@ -57,7 +58,7 @@ def run_chunk(tasks: list) -> list:
 
 def warm(workloads=()) -> None:
     """Compile the Numba kernels (and the workloads' Graphs) in this process once."""
-    evaluate(graph_of(Workload("zoo:mlp")), SystolicSpec())
+    evaluate(graph_of(Workload("zoo:mlp")), spec_load(DEFAULT_SPEC))
     for w in workloads:
         try:
             graph_of(w)

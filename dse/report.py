@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 import plotly.io as pio
 
 from dse.space import METRICS
-from sim.stats import DEFINITIONS
+from sim.stats import definitions
 
 MAX_TABLE_ROWS = 2000
 
@@ -81,7 +81,7 @@ def write_report(points: pd.DataFrame, evaluations: pd.DataFrame, space, workloa
         on_front = points[points["on_front"]].sort_values(objectives[0])
         parts.append("<h2>Pareto front</h2>" + on_front[params + objectives + ["utilisation"]].to_html(
             index=False, float_format=lambda v: f"{v:.4g}"))
-    defs = {**{m: f"{unit}: {text}" for m, (unit, _, text) in METRICS.items()}, **DEFINITIONS}
+    defs = {**{m: f"{unit}: {text}" for m, (unit, _, text) in METRICS.items()}, **definitions()}
     parts.append("<h2>Definitions</h2><ul>" + "".join(
         f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in defs.items()) + "</ul>")
     cols = [*params, "feasible", "pareto_rank", *objectives, "reason"]

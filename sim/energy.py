@@ -6,24 +6,12 @@ memory level) times the table's energy per action, plus leakage over the latency
 In: a Spec and action counts (scalars, or arrays such as per-layer counts).
 Out: energy per component (J) and area per component (mm^2).
 
-The model, per component:
-  pe_array          MACs x (multiply of the wider of input/weight type + add of the
-                    accumulator type); operand-forwarding registers are not priced.
-  vector_unit       element-ops x one add of the activation (output) type; element-ops
-                    are the lowering's count (an affine is 2 ops, a softmax 4 per element).
-                    On the integer datapath the vector unit computes in fp32 (QuantizeLinear,
-                    QLinearAdd's FMAs, softmax), so it is priced as fp32.
-  requantizer       integer datapath only: requantised outputs x (one multiply + one add):
-                    fp32 for the float requantiser, int32 for the fixed-point one.
-  input_scratchpad, weight_scratchpad, accumulator
-                    bytes moved x SRAM energy per byte (sram_pj_per_byte below).
-  dram              bytes moved x 8 x the table's pJ/bit for memory.dram_type.
-  leakage           leakage_w_per_mm2 x total area x latency.
-Areas: PE array = rows x cols x (p x (multiplier + adder) + pipeline registers for p
-inputs, p weights and one partial sum), p = array.macs_per_pe_cycle; each SRAM = KiB x
-bitcells / array efficiency; vector unit = lanes x (multiplier + adder) of its type;
-requantizer = cols x (multiplier + adder) (one row of outputs per cycle), 0 on float
-datapaths. Power = energy / latency.
+Each target prices its own components from these tables (its sim module's unit_costs:
+sim/targets/systolic.py documents the systolic array's model); this module holds the tables, the
+per-operation and SRAM formulas every target shares, and the pricing of action counts:
+  compute (MACs), vector (element-ops) and requantizer (requantised outputs) at their unit
+  prices, each memory level's bytes at its J per byte, and leakage = leakage_w x latency.
+Power = energy / latency.
 """
 from __future__ import annotations
 
@@ -37,11 +25,8 @@ import yaml
 from compiler.errors import SpecError
 from compiler.spec import DATATYPE_BITS, DATATYPES, DRAM_TYPES, technology_path
 
-ENERGY_COMPONENTS = ("pe_array", "vector_unit", "requantizer", "input_scratchpad", "weight_scratchpad",
-                     "accumulator", "dram", "leakage")
-AREA_COMPONENTS = ("pe_array", "vector_unit", "requantizer", "input_scratchpad", "weight_scratchpad",
-                   "accumulator")
-SRAM_LEVELS = ("input_scratchpad", "weight_scratchpad", "accumulator")
+# the components every target's compute prices go to; then one per memory level, then leakage
+ACTION_COMPONENTS = ("pe_array", "vector_unit", "requantizer")
 PJ = 1e-12
 UM2_PER_MM2 = 1e6
 BITS_PER_KIB = 8192
@@ -190,48 +175,20 @@ class UnitCosts:
     leakage_w: float             # leakage power of the whole area
 
 
-def unit_costs(spec) -> UnitCosts:
-    tech, dt, mem = technology(spec), spec.datatypes, spec.memory
-    vector_type = "fp32" if spec.integer_datapath else dt.output
-    requant_type = ("int32" if dt.requantize == "fixed_point" else "fp32") if spec.integer_datapath else None
-    requant_pj = tech.multiply_pj[requant_type] + tech.add_pj[requant_type] if requant_type else 0.0
-    requant_um2 = tech.multiply_um2[requant_type] + tech.add_um2[requant_type] if requant_type else 0.0
-    acc_width = spec.array.cols * DATATYPE_BITS[dt.accumulator] / 8  # one row of partial sums per cycle
-    byte_pj = {
-        "input_scratchpad": sram_pj_per_byte(tech, mem.input_scratchpad_kib, mem.scratchpad_banks,
-                                             mem.scratchpad_bytes_per_cycle),
-        "weight_scratchpad": sram_pj_per_byte(tech, mem.weight_scratchpad_kib, mem.scratchpad_banks,
-                                              mem.scratchpad_bytes_per_cycle),
-        "accumulator": sram_pj_per_byte(tech, mem.accumulator_kib, 1, acc_width),
-        "dram": 8 * tech.dram_pj_per_bit[mem.dram_type],
-    }
-    area = {
-        "pe_array": spec.array.rows * spec.array.cols
-        * pe_area_um2(tech, dt.input, dt.weight, dt.accumulator, spec.array.macs_per_pe_cycle) / UM2_PER_MM2,
-        "vector_unit": spec.vector.lanes * (tech.multiply_um2[vector_type] + tech.add_um2[vector_type]) / UM2_PER_MM2,
-        "requantizer": spec.array.cols * requant_um2 / UM2_PER_MM2,
-        "input_scratchpad": sram_area_mm2(tech, mem.input_scratchpad_kib),
-        "weight_scratchpad": sram_area_mm2(tech, mem.weight_scratchpad_kib),
-        "accumulator": sram_area_mm2(tech, mem.accumulator_kib),
-    }
-    return UnitCosts(mac_j=mac_pj(tech, dt.input, dt.weight, dt.accumulator) * PJ,
-                     vector_op_j=tech.add_pj[vector_type] * PJ, requant_j=requant_pj * PJ,
-                     byte_j={k: v * PJ for k, v in byte_pj.items()}, area_mm2=area,
-                     leakage_w=tech.leakage_w_per_mm2 * sum(area.values()))
-
-
 def dynamic_energy_j(costs: UnitCosts, macs, vector_ops, level_bytes: dict, requant_ops=0) -> dict:
     """Dynamic energy per component (J); counts may be scalars or equal-length arrays."""
-    energy = {"pe_array": costs.mac_j * np.asarray(macs, dtype=float),
-              "vector_unit": costs.vector_op_j * np.asarray(vector_ops, dtype=float),
-              "requantizer": costs.requant_j * np.asarray(requant_ops, dtype=float)}
-    energy.update({level: costs.byte_j[level] * np.asarray(level_bytes[level], dtype=float)
-                   for level in (*SRAM_LEVELS, "dram")})
+    mac, vector, requant = ACTION_COMPONENTS
+    energy = {mac: costs.mac_j * np.asarray(macs, dtype=float),
+              vector: costs.vector_op_j * np.asarray(vector_ops, dtype=float),
+              requant: costs.requant_j * np.asarray(requant_ops, dtype=float)}
+    energy.update({level: price * np.asarray(level_bytes[level], dtype=float)
+                   for level, price in costs.byte_j.items()})
     return energy
 
 
 def energy_j(costs: UnitCosts, macs, vector_ops, level_bytes: dict, latency_s: float, requant_ops=0) -> dict:
-    """Energy per component of one run (J), leakage included, in ENERGY_COMPONENTS order."""
+    """Energy per component of one run (J): ACTION_COMPONENTS, the memory levels in the costs'
+    order, then leakage."""
     energy = {k: float(v) for k, v in dynamic_energy_j(costs, macs, vector_ops, level_bytes, requant_ops).items()}
     energy["leakage"] = costs.leakage_w * latency_s
-    return {k: energy[k] for k in ENERGY_COMPONENTS}
+    return energy

@@ -22,9 +22,7 @@ from compiler.program import DTYPE_CODE, DTYPE_OPERANDS, ENGINES, OPCODE_NAMES, 
 from sim import kernels
 from sim.errors import SimError
 from sim.stats import Stats, collect
-from sim.timing import systolic as systolic_timing
-
-TIMING = {"systolic": systolic_timing.instruction_cycles}
+from sim import targets as sim_targets
 # NumPy kinds an input array may have (booleans, integers, real floats), converted to its region's
 # type; complex numbers, strings, dates, records and Python objects are not data a model reads.
 INPUT_KINDS = "biuf"
@@ -156,7 +154,7 @@ def simulate(program: Program, inputs: dict | None = None, timing_only: bool = F
             program.verify()
         dram = execute(program, inputs, boundscheck)
         outputs = read_outputs(program, dram, list(program.regions) if all_tensors else None)
-    cycles = TIMING[program.target](program, ideal_memory)
+    cycles = sim_targets.of(program.target).instruction_cycles(program, ideal_memory)
     ins = program.instructions
     start, finish = kernels.schedule(ins.engine, cycles, ins.dep_ptr, ins.dep_idx, len(ENGINES))
     return SimResult(outputs, collect(program, cycles, start, finish, ideal_memory))

@@ -10,14 +10,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from compiler.program import ELEMENT_BYTES, ENGINE_ID, ENGINES, OPCODE_ID, Program
+from compiler import targets
+from compiler.program import ENGINE_ID, ENGINES, Program
 from sim import energy as energy_model
+from sim import targets as sim_targets
 
 DEFINITIONS = {
     "total_cycles": "cycles: from the first instruction's start to the last one's finish",
     "latency_s": "seconds: total_cycles / clock",
     "macs": "multiply-accumulates of the conv and gemm layers (one inference)",
-    "utilisation": "fraction: macs / (total_cycles x PE count x macs_per_pe_cycle), of the array's peak",
+    "utilisation": "fraction: macs / (total_cycles x the target's peak MACs per cycle)",
     "achieved_ops_per_s": "ops/s: 2 x macs / latency_s",
     "engine_busy_cycles": "cycles each engine spends executing instructions",
     "bytes": "bytes moved per memory level (DRAM read+write; scratchpads and accumulator written+read)",
@@ -35,24 +37,20 @@ DEFINITIONS = {
     "area_mm2": "mm^2: sum of area_by_component_mm2 (PE array, vector unit, SRAMs; no I/O or wiring)",
     "power_w": "W: energy_j / latency_s (average over the inference)",
     "edp_j_s": "J*s: energy-delay product, energy_j x latency_s",
+    "target": "the target that lowered and simulated the design (compiler/targets/)",
     "energy_by_component_j": "J per inference per component (energy_<component>_j in flat rows)",
     "area_by_component_mm2": "mm^2 per component (area_<component>_mm2 in flat rows)",
-    "energy_pe_array_j": "J: MACs x (multiply of the wider input/weight type + add of the accumulator type)",
-    "energy_vector_unit_j": "J: vector element-ops x one add of the activation type (fp32 on the integer datapath)",
-    "energy_requantizer_j": "J: requantised outputs x (multiply + add), fp32 or int32 (fixed point); 0 for float",
-    "energy_input_scratchpad_j": "J: input-scratchpad bytes x SRAM energy per byte (capacity, banks, width)",
-    "energy_weight_scratchpad_j": "J: weight-scratchpad bytes x SRAM energy per byte (capacity, banks, width)",
-    "energy_accumulator_j": "J: accumulator bytes x SRAM energy per byte (capacity, one row of partial sums wide)",
-    "energy_dram_j": "J: DRAM bytes x 8 x pJ/bit of memory.dram_type",
-    "energy_leakage_j": "J: leakage W/mm^2 x area_mm2 x latency_s",
-    "area_pe_array_mm2": "mm^2: rows x cols x (multiplier + adder + input/weight/partial-sum registers)",
-    "area_vector_unit_mm2": "mm^2: lanes x (multiplier + adder) of the activation type (fp32 on the integer datapath)",
-    "area_requantizer_mm2": "mm^2: array columns x (multiplier + adder) of the requantiser; 0 for float",
-    "area_input_scratchpad_mm2": "mm^2: KiB x 8192 x bitcell area / array efficiency",
-    "area_weight_scratchpad_mm2": "mm^2: KiB x 8192 x bitcell area / array efficiency",
-    "area_accumulator_mm2": "mm^2: KiB x 8192 x bitcell area / array efficiency",
 }
-LEVELS = ("dram", "input_scratchpad", "weight_scratchpad", "accumulator")
+
+
+def definitions(target: str | None = None) -> dict:
+    """DEFINITIONS plus the target's own (its energy and area components); every built-in
+    target's when `target` is None."""
+    names = [target] if target else list(targets.BUILTIN)
+    out = dict(DEFINITIONS)
+    for name in names:
+        out.update(getattr(sim_targets.of(name), "DEFINITIONS", {}))
+    return out
 
 
 @dataclass
@@ -76,9 +74,10 @@ class Stats:
     edp_j_s: float = 0.0
     energy_by_component_j: dict = field(default_factory=dict)
     area_by_component_mm2: dict = field(default_factory=dict)
+    target: str = ""
 
     def to_dict(self) -> dict:
-        return {"definitions": DEFINITIONS, **self.__dict__}
+        return {"definitions": definitions(self.target), **self.__dict__}
 
     def flat(self) -> dict:
         row = {k: v for k, v in self.__dict__.items() if not isinstance(v, (dict, list))}
@@ -89,25 +88,6 @@ class Stats:
         return row
 
 
-def _level_bytes(program: Program) -> dict:
-    """Bytes each instruction moves per memory level: level -> int64 array over instructions.
-    A matmul reads its A and W tiles and reads and writes its accumulator tile, each element
-    the size of what that memory holds."""
-    ins = program.instructions
-    op, ops, onchip = ins.opcode, ins.operands, ins.onchip_bytes
-    in_b, w_b, acc_b = (ELEMENT_BYTES[program.onchip_dtype(m)]
-                        for m in ("input_scratchpad", "weight_scratchpad", "accumulator"))
-    mm = op == OPCODE_ID["matmul"]
-    tm, tk, tn = (np.where(mm, ops[:, i], 0) for i in (3, 4, 5))
-    return {
-        "dram": ins.dram_bytes.astype(np.int64),
-        "input_scratchpad": np.where(op == OPCODE_ID["load_im2col"], onchip, 0) + in_b * tm * tk,
-        "weight_scratchpad": np.where(op == OPCODE_ID["load_weights"], onchip, 0) + w_b * tk * tn,
-        "accumulator": np.where((op == OPCODE_ID["load_bias"]) | (op == OPCODE_ID["store_tile"]), onchip, 0)
-                       + 2 * acc_b * tm * tn,
-    }
-
-
 def collect(program: Program, cycles: np.ndarray, start: np.ndarray, finish: np.ndarray,
             ideal_memory: bool) -> Stats:
     """Totals, per-engine and per-layer figures; every per-layer sum is one bincount
@@ -115,13 +95,14 @@ def collect(program: Program, cycles: np.ndarray, start: np.ndarray, finish: np.
     spec = program.spec
     ins = program.instructions
     n_layers = len(program.layers)
-    pes = spec.array.rows * spec.array.cols * spec.array.macs_per_pe_cycle   # peak MACs per cycle
+    target = sim_targets.of(program.target)
+    pes = spec.peak_macs_per_cycle
     total = int(finish.max() - start.min()) if len(finish) else 0
     latency = total / (spec.clock_ghz * 1e9)
     macs = sum(layer.macs for layer in program.layers)
     busy = {e: int(cycles[ins.engine == i].sum()) for e, i in ENGINE_ID.items()}
     vec = ins.engine == ENGINE_ID["vector"]
-    per_ins = _level_bytes(program)
+    per_ins = target.level_bytes(program)
 
     # Instructions are emitted layer after layer; sort (stably) only if some target does not.
     layer_of = ins.layer
@@ -152,8 +133,8 @@ def collect(program: Program, cycles: np.ndarray, start: np.ndarray, finish: np.
     on_compute = ins.engine == compute_engine[ins.layer] if n_layers else vec
     compute_cycles = per_layer(np.where(on_compute, cycles, 0))
     vector_ops_by_layer = per_layer(np.where(vec, ins.work, 0))
-    requant = ins.opcode == OPCODE_ID["store_tile"]        # a store's work: the outputs it requantises
-    requant_ops_by_layer = per_layer(np.where(requant, ins.work, 0))
+    requant = target.requant_ops(program)
+    requant_ops_by_layer = per_layer(requant)
     bytes_by_layer = {level: per_layer(values) for level, values in per_ins.items()}
     layers = []
     for li, layer in enumerate(program.layers):
@@ -171,8 +152,8 @@ def collect(program: Program, cycles: np.ndarray, start: np.ndarray, finish: np.
         })
     level_bytes = {level: int(values.sum()) for level, values in per_ins.items()}
     vector_ops = int(ins.work[vec].sum())
-    requant_ops = int(ins.work[requant].sum())
-    costs = energy_model.unit_costs(spec)
+    requant_ops = int(requant.sum())
+    costs = target.unit_costs(spec)
     energy = energy_model.energy_j(costs, macs, vector_ops, level_bytes, latency, requant_ops)
     _price_layers(costs, layers)
     total_energy, area = sum(energy.values()), sum(costs.area_mm2.values())
@@ -185,14 +166,14 @@ def collect(program: Program, cycles: np.ndarray, start: np.ndarray, finish: np.
                  requant_ops=requant_ops,
                  technology=spec.technology, energy_j=total_energy, area_mm2=area,
                  power_w=total_energy / latency if latency else 0.0, edp_j_s=total_energy * latency,
-                 energy_by_component_j=energy, area_by_component_mm2=dict(costs.area_mm2))
+                 energy_by_component_j=energy, area_by_component_mm2=dict(costs.area_mm2), target=program.target)
 
 
 def _price_layers(costs, layers: list) -> None:
     """Add each layer's dynamic energy (J), priced for all layers at once."""
     if not layers:
         return
-    per_level = {k: np.array([layer["bytes"][k] for layer in layers]) for k in LEVELS}
+    per_level = {k: np.array([layer["bytes"][k] for layer in layers]) for k in costs.byte_j}
     parts = energy_model.dynamic_energy_j(costs, [layer["macs"] for layer in layers],
                                           [layer["vector_ops"] for layer in layers], per_level,
                                           [layer["requant_ops"] for layer in layers])

@@ -5,6 +5,7 @@ import pytest
 
 from compiler import bundled
 from compiler import spec as specmod
+from compiler.targets.systolic import spec as systolic_spec
 from compiler.errors import SpecError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -171,7 +172,7 @@ def test_sizes_beyond_their_declared_limit_are_refused_on_load(tmp_path, text, m
 def test_every_declared_maximum_sits_beside_a_minimum():
     import dataclasses
 
-    for cls in (specmod.ArraySpec, specmod.MemorySpec, specmod.VectorSpec, specmod.SystolicSpec):
+    for cls in (systolic_spec.ArraySpec, systolic_spec.MemorySpec, systolic_spec.VectorSpec, systolic_spec.SystolicSpec):
         for f in dataclasses.fields(cls):
             if f.metadata.get("max") is not None:
                 assert f.metadata["min"] is not None and f.metadata["min"] <= f.default <= f.metadata["max"]

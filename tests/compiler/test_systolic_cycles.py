@@ -2,7 +2,7 @@
 (SCALE-Sim, ISPASS 2020: folds x (2R + C + T - 2))."""
 import pytest
 
-from compiler.targets.systolic_cycles import matmul_cycles
+from compiler.targets.systolic.cycles import matmul_cycles
 
 
 @pytest.mark.parametrize("dataflow,m,k,n,expected", [

@@ -1,4 +1,4 @@
-"""The GEMM tile-loop emitter (compiler/targets/tile_loops.py) against an independent
+"""The GEMM tile-loop emitter (compiler/targets/systolic/tile_loops.py) against an independent
 reading of its contract. A small interpreter walks the emitted rows, tracks what each
 buffer slot holds, and checks that output tiles come in the chosen loop order, every
 matmul reads the A and W tiles its output tile needs at that K step, no tile is loaded
@@ -11,12 +11,13 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from compiler import spec as specmod
+from compiler.targets.systolic.spec import SystolicSpec
 from compiler.errors import CompileError
 from compiler.pipeline import compile_graph
 from compiler.program import OPCODE_ID
 from compiler.targets import lower
-from compiler.targets.tile_loops import emit_gemm
-from compiler.targets.tiling import BYTES, Tiling, im2col_read_bytes
+from compiler.targets.systolic.tile_loops import emit_gemm
+from compiler.targets.systolic.tiling import BYTES, Tiling, im2col_read_bytes
 from dse import zoo
 
 GEMM_GEOM = (1, 1, 1, 1, 1, 1, 1)   # a plain GEMM: each output row reads its own input row
@@ -160,7 +161,7 @@ def test_tile_loops_follow_the_loop_order_and_their_hazards(layer):
        dataflow=st.sampled_from(["weight_stationary", "output_stationary", "input_stationary"]),
        kib=st.sampled_from([1, 2, 8, 64]), double_buffer=st.booleans())
 def test_lowered_layers_do_each_mac_once(model, rows, cols, dataflow, kib, double_buffer):
-    spec = specmod.SystolicSpec()
+    spec = SystolicSpec()
     for path, value in {"array.rows": rows, "array.cols": cols, "array.dataflow": dataflow,
                         "memory.input_scratchpad_kib": kib, "memory.weight_scratchpad_kib": kib,
                         "memory.accumulator_kib": kib, "memory.double_buffer": double_buffer}.items():

@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from compiler.errors import CompileError
-from compiler.targets.tiling import BYTES, Budget, choose_tiling, im2col_read_bytes
+from compiler.targets.systolic.tiling import BYTES, Budget, choose_tiling, im2col_read_bytes
 
 
 def budget(rows=8, cols=8, dataflow="weight_stationary", kib=(16, 16, 8), double=True):

@@ -2,7 +2,7 @@
 import pytest
 
 from compiler.errors import SpecError
-from compiler.spec import SystolicSpec
+from compiler.targets.systolic.spec import SystolicSpec
 from dse import space as spacemod
 
 BASE = SystolicSpec()

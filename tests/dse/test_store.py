@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import dse
-from compiler.spec import SystolicSpec
+from compiler.targets.systolic.spec import SystolicSpec
 from dse.store import STORE_FILE, Store, evaluation_key, point_key
 
 ROOT = Path(__file__).resolve().parents[2]

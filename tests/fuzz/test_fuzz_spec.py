@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import typing
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from hypothesis import strategies as st
 
 import dse
 from compiler import spec as specmod
+from compiler import targets
 from dse import zoo
 from tests.fuzz.contract import FAST, SLOW, holds, rarely
 
@@ -38,11 +40,11 @@ def field_names() -> tuple:
         for f in dataclasses.fields(cls):
             names.add(f.name)
             paths.add(prefix + f.name)
-            tp = cls.__annotations__.get(f.name)
-            sub = getattr(specmod, tp, None) if isinstance(tp, str) else None
-            if sub is not None and dataclasses.is_dataclass(sub):
+            sub = typing.get_type_hints(cls)[f.name]
+            if dataclasses.is_dataclass(sub):
                 walk(sub, f"{f.name}.")
-    walk(specmod.SystolicSpec, "")
+    for name in targets.names():
+        walk(targets.get(name).spec, "")
     return tuple(sorted(names)), tuple(sorted(paths))
 
 

@@ -11,7 +11,8 @@ import dse
 from compiler import spec as specmod
 from compiler.errors import SpecError
 from sim import energy
-from sim.stats import DEFINITIONS
+from sim.targets import systolic as systolic_sim
+from sim.stats import definitions
 
 ROOT = Path(__file__).resolve().parents[2]
 T45 = energy.load_technology(str(ROOT / "hwspecs/tech/45nm.yaml"))
@@ -120,17 +121,17 @@ def _spec(**fields):
 
 
 def test_pe_array_area_scales_with_pe_count():
-    big = energy.unit_costs(_spec(array__rows=64, array__cols=64)).area_mm2["pe_array"]
-    small = energy.unit_costs(_spec(array__rows=32, array__cols=32)).area_mm2["pe_array"]
+    big = systolic_sim.unit_costs(_spec(array__rows=64, array__cols=64)).area_mm2["pe_array"]
+    small = systolic_sim.unit_costs(_spec(array__rows=32, array__cols=32)).area_mm2["pe_array"]
     assert big == pytest.approx(4 * small)
     assert small == pytest.approx(1024 * (7700 + 4184 + 96 * 4.522) / 1e6)
 
 
 def test_unit_costs_follow_dram_type_and_technology():
-    ddr4, hbm2 = energy.unit_costs(_spec()), energy.unit_costs(_spec(memory__dram_type="hbm2"))
+    ddr4, hbm2 = systolic_sim.unit_costs(_spec()), systolic_sim.unit_costs(_spec(memory__dram_type="hbm2"))
     assert hbm2.byte_j["dram"] / ddr4.byte_j["dram"] == pytest.approx(3.97 / 20.31)
     assert ddr4.byte_j["dram"] == pytest.approx(8 * 20.31e-12)
-    seven = energy.unit_costs(_spec(technology="7nm"))
+    seven = systolic_sim.unit_costs(_spec(technology="7nm"))
     assert seven.mac_j < ddr4.mac_j and sum(seven.area_mm2.values()) < sum(ddr4.area_mm2.values())
 
 
@@ -146,7 +147,7 @@ def test_power_is_energy_over_latency_on_a_real_run(mlp_stats):
     assert s.edp_j_s == pytest.approx(s.energy_j * s.latency_s)
     assert s.energy_j == pytest.approx(sum(s.energy_by_component_j.values()))
     assert s.area_mm2 == pytest.approx(sum(s.area_by_component_mm2.values()))
-    costs = energy.unit_costs(specmod.load(ROOT / "hwspecs/systolic.yaml"))
+    costs = systolic_sim.unit_costs(specmod.load(ROOT / "hwspecs/systolic.yaml"))
     assert s.energy_by_component_j["pe_array"] == pytest.approx(s.macs * costs.mac_j)
     assert s.energy_by_component_j["dram"] == pytest.approx(s.bytes["dram"] * costs.byte_j["dram"])
     assert s.energy_by_component_j["leakage"] == pytest.approx(costs.leakage_w * s.latency_s)
@@ -157,10 +158,10 @@ def test_power_is_energy_over_latency_on_a_real_run(mlp_stats):
 def test_flat_row_has_energy_columns_each_defined(mlp_stats):
     row = mlp_stats.flat()
     wanted = ["energy_j", "area_mm2", "power_w", "edp_j_s"]
-    wanted += [f"energy_{c}_j" for c in energy.ENERGY_COMPONENTS]
-    wanted += [f"area_{c}_mm2" for c in energy.AREA_COMPONENTS]
+    wanted += [f"energy_{c}_j" for c in (*energy.ACTION_COMPONENTS, *systolic_sim.LEVELS, "leakage")]
+    wanted += [f"area_{c}_mm2" for c in (*energy.ACTION_COMPONENTS, *systolic_sim.LEVELS[1:])]
     for key in wanted:
-        assert key in row and key in DEFINITIONS, key
+        assert key in row and key in definitions("systolic"), key
         assert row[key] >= 0
 
 
@@ -198,7 +199,7 @@ def test_bad_tech_table_names_file_and_field(tmp_path, name, edit, field):
     path = _table_with(tmp_path, name, edit)
     spec = specmod.from_dict({"technology": str(path)})
     with pytest.raises(SpecError) as err:
-        energy.unit_costs(spec)
+        systolic_sim.unit_costs(spec)
     assert f"{name}.yaml" in str(err.value) and field in str(err.value)
 
 
@@ -218,6 +219,6 @@ def test_pricing_is_cheap(mlp_stats):
     s = mlp_stats
     t0 = time.perf_counter()
     for _ in range(50):
-        costs = energy.unit_costs(spec)
+        costs = systolic_sim.unit_costs(spec)
         energy.energy_j(costs, s.macs, s.vector_ops, s.bytes, s.latency_s)
     assert (time.perf_counter() - t0) / 50 < 1e-3

@@ -19,8 +19,8 @@ from onnx import TensorProto, helper, numpy_helper
 from compiler import spec as specmod
 from compiler.errors import CompileError
 from compiler.pipeline import compile_graph
-from compiler.spec import DATAFLOWS
-from compiler.targets.systolic import lower
+from compiler.targets.systolic.spec import DATAFLOWS
+from compiler.targets.systolic.lower import lower
 from dse.cli import main as dse_main
 from sim.run import simulate
 from tests.quant_models import ort_outputs

@@ -8,8 +8,8 @@ import pytest
 
 import dse
 from compiler.program import OPCODE_ID
-from compiler.targets.tile_loops import OperandTypes, emit_gemm
-from compiler.targets.tiling import Tiling
+from compiler.targets.systolic.tile_loops import OperandTypes, emit_gemm
+from compiler.targets.systolic.tiling import Tiling
 
 BF16 = OperandTypes(x="bf16", input="bf16", weight="bf16", bias="fp32", accumulator="fp32", output="bf16")
 

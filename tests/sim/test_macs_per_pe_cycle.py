@@ -10,7 +10,7 @@ import dse
 from compiler.pipeline import compile_graph
 from compiler.spec import load
 from compiler.targets import lower
-from compiler.targets.systolic_cycles import matmul_cycles
+from compiler.targets.systolic.cycles import matmul_cycles
 from sim import simulate
 
 

@@ -5,7 +5,7 @@ import pytest
 from onnx import helper, numpy_helper
 
 import dse
-from compiler.targets.systolic_cycles import matmul_cycles
+from compiler.targets.systolic.cycles import matmul_cycles
 
 
 def conv_model(cin=16, cout=24, hw=14, k=3):

@@ -1,5 +1,5 @@
 """Cycle formulas of the systolic array's matrix unit, in one place: the tiling
-cost model (compiler) and the timing model (sim/timing/systolic.py) both use them.
+cost model (compiler) and the timing model (sim/targets/systolic.py) both use them.
 
 Per SCALE-Sim (Samajdar et al., "A Systematic Methodology for Characterizing
 Scalability of DNN Accelerators using SCALE-Sim", ISPASS 2020, eqs. 1-2): an

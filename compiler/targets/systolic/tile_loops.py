@@ -29,7 +29,7 @@ from numba import njit, vectorize
 from compiler.program import DTYPE_CODE, ELEMENT_BYTES, N_OPERANDS, OPCODE_ENGINE, OPCODE_ID, Instructions
 
 if TYPE_CHECKING:
-    from compiler.targets.tiling import Tiling
+    from compiler.targets.systolic.tiling import Tiling
 
 KINDS = ("load_bias", "load_im2col", "load_weights", "matmul", "store_tile")
 BIAS, LOAD_A, LOAD_W, MATMUL, STORE = range(len(KINDS))

@@ -33,11 +33,11 @@ from compiler.errors import CompileError
 from compiler.ir import Graph, Node, node_macs
 from compiler.program import (ACTIVATION_ID, CONV_FIELDS, DTYPE_CODE, ELEMENT_BYTES, REQUANT_ID, Layer, Program,
                               ProgramBuilder)
-from compiler.spec import SystolicSpec
+from compiler.targets.systolic.spec import SystolicSpec
 from compiler.targets import vector
 from compiler.targets.memory_plan import VIEW_OPS, MemoryPlan
-from compiler.targets.tile_loops import emit_gemm, operand_types
-from compiler.targets.tiling import Budget, choose_tiling
+from compiler.targets.systolic.tile_loops import emit_gemm, operand_types
+from compiler.targets.systolic.tiling import Budget, choose_tiling
 
 
 def budget_of(spec: SystolicSpec) -> Budget:

@@ -4,7 +4,7 @@ Given a GEMM [M,K] x [K,N], the array shape and dataflow, the buffer capacities
 and DRAM figures, enumerate tile shapes (tm, tk, tn), buffer counts (double or
 single buffering) and loop orders, keep those that fit, and pick the one with the
 lowest estimated cycles. The estimate is a roofline per layer: the slowest of
-matrix-unit cycles (exact, from systolic_cycles), DMA-load cycles and DMA-store
+matrix-unit cycles (exact, from cycles.py), DMA-load cycles and DMA-store
 cycles, plus the exposed first load (all of it without double buffering).
 A tile's spatial dimensions must cover at least one array fold (or the whole
 dimension when it is smaller), otherwise the array cannot be filled.
@@ -25,8 +25,8 @@ from numba import njit
 
 from compiler.errors import CompileError
 from compiler.program import BYTES
-from compiler.targets.systolic_cycles import matmul_cycles, spatial_temporal
-from compiler.targets.tile_loops import im2col_elems
+from compiler.targets.systolic.cycles import matmul_cycles, spatial_temporal
+from compiler.targets.systolic.tile_loops import im2col_elems
 
 
 @dataclass(frozen=True)

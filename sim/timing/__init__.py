@@ -1,1 +1,0 @@
-"""Timing models, one per target: instruction table -> cycles per instruction."""

@@ -241,11 +241,9 @@ def our_layers(graph: Graph, spec: dict) -> dict:
 
 def streamed_split(layer: dict, dataflow: str) -> bool:
     """True when our tiling split the dataflow's streamed dimension (adds a fill/drain per tile)."""
-    words = layer["mapping"].split()
-    full = {w[0].lower(): int(w[1:]) for w in words[1:4]}          # "M.. K.. N.."
-    tile = {w[0]: int(w[1:]) for w in words[words.index("tile") + 1:words.index("tile") + 4]}
+    mapping = layer["mapping"]                                     # stats.json's Mapping.to_dict()
     streamed = {"weight_stationary": "m", "output_stationary": "k", "input_stationary": "n"}[dataflow]
-    return tile[streamed] < full[streamed]
+    return mapping["tile"][streamed] < mapping["dims"][streamed]
 
 
 def compare(graph: Graph, rows: int, cols: int, dataflow: str, sample: int = 0,

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 
 from compiler.errors import ProgramError
+from compiler.mapping import Mapping
 from compiler.numerics import encode
 from compiler.spec import DATATYPE_BITS, DATATYPES
 
@@ -143,7 +144,7 @@ class Layer:
     name: str            # source node name
     op: str              # IR op
     macs: int
-    mapping: str = ""    # human-readable mapping (tiles, loop order, dataflow)
+    mapping: Mapping | None = None   # unit, tiling, loop order, dataflow (compiler/mapping.py)
 
 
 @dataclass
@@ -257,7 +258,8 @@ class Program:
             lines.append(f"  region {r.kind:<10} {r.name} @{r.offset} {r.dtype}{list(r.shape)}")
         lines.append("  onchip " + " ".join(f"{m}={self.onchip_dtype(m)}" for m in self.onchip))
         for i, layer in enumerate(self.layers):
-            lines.append(f"  layer {i} {layer.name} ({layer.op}) macs={layer.macs} {layer.mapping}")
+            mapping = layer.mapping.text() if layer.mapping else ""
+            lines.append(f"  layer {i} {layer.name} ({layer.op}) macs={layer.macs} {mapping}")
         lines.extend(self.describe_row(i) for i in range(len(self.instructions)))
         return "\n".join(lines)
 

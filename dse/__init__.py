@@ -4,9 +4,9 @@ The API is imported on first use (PEP 562), so `dse --help` does not pay for onn
 pandas; `import dse; dse.run(...)` reads as before."""
 import importlib
 
-_API = {"RunResult": "dse.api", "compile": "dse.api", "run": "dse.api",
+_API = {"RunResult": "dse.api", "compile": "dse.api", "run": "dse.api", "layer_mappings": "dse.api",
         "SweepResult": "dse.sweep", "load": "dse.sweep", "sweep": "dse.sweep"}
-__all__ = ["RunResult", "SweepResult", "compile", "run", "sweep", "load"]
+__all__ = ["RunResult", "SweepResult", "compile", "run", "sweep", "load", "layer_mappings"]
 
 
 def __getattr__(name):

@@ -65,3 +65,17 @@ def run(model, hw=DEFAULT_SPEC, inputs=None, timing_only=False, ideal_memory=Fal
         inputs = random_inputs(program, seed)
     result = simulate(program, inputs, timing_only=timing_only, ideal_memory=ideal_memory)
     return RunResult(result.outputs, result.stats, program)
+
+
+def layer_mappings(folder, key: str) -> list | None:
+    """Which mapping gave a stored evaluation its cycles: per layer {name, op, cycles, mapping (a
+    compiler.mapping.Mapping)} of the evaluation `key` (the key column of `dse.load(folder)`) in a
+    sweep's report folder; None for an infeasible evaluation or one stored before mappings were kept."""
+    from pathlib import Path
+
+    from compiler.errors import SpecError
+    from dse.store import STORE_FILE, Store
+    if not (Path(folder) / STORE_FILE).exists():
+        raise SpecError(f"{folder}: no sweep results here ({STORE_FILE}); run `dse sweep` first")
+    with Store(folder) as store:
+        return store.layer_mappings(key)

@@ -36,6 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("model")
     c.add_argument("--hw", default=DEFAULT_SPEC, help=hw_help)
     c.add_argument("--dump-ir", help="also write the Graph after each pass into this folder")
+    c.add_argument("--mapping", action="store_true",
+                   help="print each layer's mapping (unit, dataflow, tiles, loop order) instead of the Program")
     sub.add_parser("models", help="list bundled workloads (zoo:NAME) with MACs and parameters")
     s = sub.add_parser("sweep", help="explore the spec's design space; results store, points.csv, index.html")
     s.add_argument("spec", help=bundled)
@@ -54,6 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     pa = sub.add_parser("pareto", help="print the Pareto front of a finished sweep")
     pa.add_argument("folder", help="a sweep's report folder")
     pa.add_argument("--objectives", help="comma-separated metrics (default: the sweep's); name:max to maximise")
+    rp = sub.add_parser("report", help="rebuild a sweep's index.html from its store (no re-simulation)")
+    rp.add_argument("folder", help="a sweep's report folder")
+    rp.add_argument("--open", action="store_true", help="open the page in the web browser")
     e = sub.add_parser("export", help="write a sweep's stored evaluations as CSV or Parquet")
     e.add_argument("folder")
     e.add_argument("--format", choices=("csv", "parquet"), default="csv")
@@ -155,7 +160,12 @@ def cmd_compile(args) -> None:
         steps.append(name)
 
     graph = compile_graph(resolve(args.model), after_pass=write_step if dump else None)
-    print(lower(graph, spec))
+    program = lower(graph, spec)
+    if args.mapping:
+        from compiler.mapping import table
+        print(table(program.layers))
+    else:
+        print(program)
 
 
 def cmd_models(args) -> None:
@@ -182,6 +192,19 @@ def cmd_sweep(args) -> int:
 def cmd_pareto(args) -> None:
     from dse.sweep import pareto_table
     print(pareto_table(args.folder, args.objectives))
+
+
+def cmd_report(args) -> None:
+    from dse.report_rebuild import rebuild
+    done = rebuild(args.folder)
+    print(f"wrote {done.path} ({done.page_bytes / 1e6:.1f} MB, {done.seconds:.1f} s): {done.points} design points, "
+          f"{done.front} on the front (each re-run in timing mode for its drill-down: {done.drilldown_s:.1f} s)")
+    if done.missing:
+        print(f"note: {done.missing} evaluations of this study are not in the store; the report shows the points "
+              "that finished (run the same dse sweep command to finish it)")
+    if args.open:
+        import webbrowser
+        webbrowser.open(done.path.resolve().as_uri())
 
 
 def cmd_export(args) -> None:
@@ -212,7 +235,7 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
         commands = {"run": cmd_run, "compile": cmd_compile, "models": cmd_models, "sweep": cmd_sweep,
-                    "pareto": cmd_pareto, "export": cmd_export, "quantize": cmd_quantize}
+                    "pareto": cmd_pareto, "report": cmd_report, "export": cmd_export, "quantize": cmd_quantize}
         return commands[args.command](args) or 0
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -31,10 +31,17 @@ class Task:
 
 def evaluate(graph, spec) -> dict:
     """Timing-only evaluation of one (workload graph, design point): the flat Stats row."""
+    return evaluate_with_layers(graph, spec)[0]
+
+
+def evaluate_with_layers(graph, spec) -> tuple:
+    """(the flat Stats row, per layer {name, op, cycles, mapping}: which mapping (Mapping.to_dict)
+    gave the layer its cycles; the store keeps them per evaluation)."""
     stats = simulate(lower(graph, spec), timing_only=True).stats
     row = stats.flat()
     row.update(spec.figures)          # the target's design figures (PE count, ...)
-    return row
+    layers = [{key: layer[key] for key in ("name", "op", "cycles", "mapping")} for layer in stats.layers]
+    return row, layers
 
 
 def run_task(task: Task) -> dict:
@@ -44,8 +51,8 @@ def run_task(task: Task) -> dict:
     record = {"key": task.key, "point_key": task.point_key, "point": task.point,
               "workload": task.workload.label}
     try:
-        metrics = evaluate(graph_of(task.workload), task.spec)
-        record.update(feasible=True, reason="", metrics=metrics)
+        metrics, layers = evaluate_with_layers(graph_of(task.workload), task.spec)
+        record.update(feasible=True, reason="", metrics=metrics, layers=layers)
     except CompileError as exc:
         record.update(feasible=False, reason=str(exc), metrics={})
     record["eval_seconds"] = time.perf_counter() - t0

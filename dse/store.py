@@ -38,6 +38,10 @@ CREATE TABLE IF NOT EXISTS evaluations (
     compiler_version TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS mappings (
+    key TEXT PRIMARY KEY,        -- the evaluation's key (evaluations.key); feasible evaluations only
+    layers TEXT NOT NULL         -- JSON: per layer {name, op, cycles, mapping} (compiler/mapping.py's to_dict)
+);
 """
 
 
@@ -172,15 +176,32 @@ class Store:
     def put(self, record: dict) -> None:
         """Commit one evaluation. A key stored twice keeps the first row (results are deterministic).
         A write that fails (full disk, read-only folder) is rolled back and raises StoreError."""
+        layers = record.get("layers")     # per-layer mappings (dse/evaluate.py), in the same transaction
+        more = (("INSERT OR IGNORE INTO mappings VALUES (?, ?)", (record["key"], json.dumps(layers))),) \
+            if layers is not None else ()
         self._write("INSERT OR IGNORE INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (record["key"], record["point_key"], json.dumps(record["point"], sort_keys=True),
                      record["workload"], int(bool(record["feasible"])), record.get("reason", ""),
                      json.dumps(record.get("metrics", {}), sort_keys=True),
-                     float(record.get("eval_seconds", 0.0)), time.time(), compiler_version()))
+                     float(record.get("eval_seconds", 0.0)), time.time(), compiler_version()), more)
 
-    def _write(self, sql: str, values: tuple) -> None:
+    def layer_mappings(self, key: str) -> list | None:
+        """Which mapping gave evaluation `key` its cycles: per layer {name, op, cycles, mapping (a
+        compiler.mapping.Mapping)}; None where the store has none (an infeasible evaluation, or
+        one stored before mappings were kept)."""
+        from compiler.mapping import Mapping
+        row = self.db.execute("SELECT layers FROM mappings WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        return [dict(layer, mapping=layer["mapping"] and Mapping.from_dict(layer["mapping"]))
+                for layer in json.loads(row[0])]
+
+    def _write(self, sql: str, values: tuple, more: tuple = ()) -> None:
+        """Run the statement (and `more`: (sql, values) pairs) as one transaction."""
         try:
             self.db.execute(sql, values)
+            for statement in more:
+                self.db.execute(*statement)
             self.db.commit()
         except (sqlite3.OperationalError, OSError) as exc:
             try:

@@ -136,6 +136,7 @@ def _explore(spec, spec_path, space, workloads, search, executor, store, workers
             for _, records in (executor.run(chunks, stop) if tasks else ()):
                 for record in records:
                     store.put(record)
+                    record.pop("layers", None)   # stored; the points need only the metrics
                     computed += 1
                     for p in waiting.pop(record["key"]):
                         p.records[record["key"]] = record
@@ -160,6 +161,7 @@ def _explore(spec, spec_path, space, workloads, search, executor, store, workers
         from dse.verify import verify_front
         result.verified = verify_front(space, points, workloads, verify, stream)
         pd.DataFrame(result.verified).to_csv(folder / "verify.csv", index=False)
+        write_report(result.points, result.evaluations, space, workloads, folder / "index.html")  # + the checks
     return result
 
 

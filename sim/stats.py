@@ -29,6 +29,8 @@ DEFINITIONS = {
     "layer.utilisation": "fraction: layer macs / (layer cycles x peak MACs per cycle); 0 for vector-unit layers",
     "layer.vector_ops": "the layer's vector-unit element-ops",
     "layer.energy_j": "J: the layer's dynamic energy (MACs, vector ops, bytes moved); leakage excluded",
+    "layer.mapping": "the layer's mapping (compiler/mapping.py): unit, loop extents and tile sizes in elements, "
+                     "tile steps, loop order (outermost first), dataflow, target-specific extras",
     "vector_ops": "element-ops of the vector unit (pooling, eltwise, softmax, ...) per inference",
     "requant_ops": "integer datapath: GEMM outputs requantised (int32 accumulator to 8-bit codes) per inference",
     "layer.requant_ops": "the layer's requantised outputs",
@@ -148,7 +150,8 @@ def collect(program: Program, cycles: np.ndarray, start: np.ndarray, finish: np.
             "compute_cycles": compute, "stall_cycles": max(span - compute, 0),
             "utilisation": layer.macs / (span * pes) if span and layer.macs else 0.0,
             "start_cycle": int(layer_first[li]), "instructions": int(counts[li]),
-            "bytes": {level: int(v[li]) for level, v in bytes_by_layer.items()}, "mapping": layer.mapping,
+            "bytes": {level: int(v[li]) for level, v in bytes_by_layer.items()},
+            "mapping": layer.mapping.to_dict() if layer.mapping else None,
         })
     level_bytes = {level: int(values.sum()) for level, values in per_ins.items()}
     vector_ops = int(ins.work[vec].sum())

@@ -184,5 +184,7 @@ def test_the_mapping_of_an_integer_layer_names_its_datapath():
     spec = load(INT8_SPEC)
     fixed = dataclasses.replace(spec, datatypes=dataclasses.replace(spec.datatypes, requantize="fixed_point"))
     mapping = next(layer.mapping for layer in lower(graph, spec).layers if layer.op == "gemm")
-    assert "uint8 x int8 -> int32 acc -> uint8 (float requantizer)" in mapping and "tile m" in mapping
-    assert "(fixed-point requantizer)" in next(layer.mapping for layer in lower(graph, fixed).layers if layer.op == "gemm")
+    assert mapping.extras["datapath"] == "uint8 x int8 -> int32 acc -> uint8 (float requantizer)"
+    assert "uint8 x int8 -> int32 acc -> uint8 (float requantizer)" in mapping.text() and "tile m" in mapping.text()
+    fixed_mapping = next(layer.mapping for layer in lower(graph, fixed).layers if layer.op == "gemm")
+    assert fixed_mapping.extras["datapath"].endswith("(fixed-point requantizer)")

@@ -46,9 +46,10 @@ def seed(name: str) -> bytes:
     if name in FLOAT_MODELS:
         return zoo.BUILDERS[name]().SerializeToString()
     source, form = INT8_MODELS[name]
-    folder = Path(tempfile.mkdtemp(prefix="fuzz-seeds-"))
-    onnx.save(zoo.small_cnn() if source == "small_cnn" else zoo.mlp(sizes=(16, 8, 4)), folder / "float.onnx")
-    return quantize(folder / "float.onnx", folder / "int8.onnx", format=form, calibration_samples=2).read_bytes()
+    with tempfile.TemporaryDirectory(prefix="fuzz-seeds-") as tmp:
+        folder = Path(tmp)
+        onnx.save(zoo.small_cnn() if source == "small_cnn" else zoo.mlp(sizes=(16, 8, 4)), folder / "float.onnx")
+        return quantize(folder / "float.onnx", folder / "int8.onnx", format=form, calibration_samples=2).read_bytes()
 
 
 @functools.lru_cache(maxsize=None)

@@ -81,7 +81,8 @@ def simulated(model, feeds, point):
             if "no tile fits" not in str(exc) or grow > 2 ** 12:
                 raise
             grow *= 2
-    tiles = [_tile_shape(layer.mapping) for layer in program.layers if layer.op in ("conv", "gemm")]
+    tiles = [tuple(layer.mapping.dims[d] for d in "mkn") + tuple(layer.mapping.tile[d] for d in "mkn")
+             for layer in program.layers if layer.op in ("conv", "gemm")]
     return simulate(program, feeds).outputs, tiles
 
 
@@ -92,12 +93,6 @@ def simulated_output(model, feeds, point):
         event(f"K tiles: {'several' if k > tk else 'one'}; edge tiles: "
               f"{'yes' if m % tm or k % tk or n % tn else 'no'}")
     return outputs["y"]
-
-
-def _tile_shape(mapping: str) -> tuple:
-    """(M, K, N, tm, tk, tn) from a layer's mapping text 'gemm M.. K.. N.. ... tile m.. k.. n.. ...'."""
-    words = {w[0]: int(w[1:]) for w in mapping.split() if w[:1] in "MKNmkn" and w[1:].isdigit()}
-    return tuple(words[c] for c in "MKNmkn")
 
 
 # ---------------------------------------------------------------- models and onnxruntime

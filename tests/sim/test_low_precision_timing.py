@@ -1,8 +1,6 @@
 """Timing and bytes of 16-bit datapaths: for the same tiling a bf16 spec moves half the DRAM
 bytes of fp32 (the fp32 biases and accumulator excepted), its scratchpads hold twice the
 elements so the tile search may pick larger tiles, and fp16 times exactly like bf16."""
-import re
-
 import numpy as np
 import pytest
 
@@ -41,12 +39,8 @@ def test_same_tiling_moves_half_the_bytes():
 
 def _tiles(program) -> dict:
     """layer name -> (tm, tk, tn, buffers) of every GEMM layer."""
-    out = {}
-    for layer in program.layers:
-        found = re.search(r"tile m(\d+) k(\d+) n(\d+) buffers=(\d+)", layer.mapping)
-        if found:
-            out[layer.name] = tuple(int(v) for v in found.groups())
-    return out
+    return {layer.name: (*(layer.mapping.tile[d] for d in "mkn"), layer.mapping.extras["buffers"])
+            for layer in program.layers if layer.mapping.unit == "matrix"}
 
 
 def _run(dtype: str, kib: int = 32):

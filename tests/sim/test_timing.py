@@ -29,8 +29,9 @@ def test_single_tile_layer_matches_scalesim_formula(dataflow):
     m, k, n = 14 * 14, 16 * 9, 24
     assert stats.engine_busy_cycles["matrix"] == matmul_cycles(dataflow, 8, 8, m, k, n)
     # spatial tiles are array multiples and the streamed dimension is never split here
-    temporal = {"weight_stationary": "m196", "output_stationary": "k144", "input_stationary": "n24"}[dataflow]
-    assert temporal in program.layers[0].mapping
+    temporal = {"weight_stationary": "m", "output_stationary": "k", "input_stationary": "n"}[dataflow]
+    mapping = program.layers[0].mapping
+    assert mapping.tile[temporal] == mapping.dims[temporal] == {"m": m, "k": k, "n": n}[temporal]
 
 
 def test_dram_bound_layer_respects_bandwidth():

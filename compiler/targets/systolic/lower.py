@@ -31,6 +31,7 @@ import numpy as np
 
 from compiler.errors import CompileError
 from compiler.ir import Graph, Node, node_macs
+from compiler.mapping import Mapping
 from compiler.program import (ACTIVATION_ID, CONV_FIELDS, DTYPE_CODE, ELEMENT_BYTES, REQUANT_ID, Layer, Program,
                               ProgramBuilder)
 from compiler.targets.systolic.spec import SystolicSpec
@@ -97,11 +98,11 @@ def lower(graph: Graph, spec: SystolicSpec) -> Program:
             ready[node.outputs[0]] = ready.get(node.inputs[0], -1)
             continue
         index = len(layers)
-        mapping = ""
         if node.op in ("conv", "gemm"):
             mapping = _lower_gemm_layer(graph, node, plan, builder, budget, dt, ready, index)
         else:
             vector.lower(graph, node, plan, builder, ready, index)
+            mapping = Mapping(unit="vector")     # one pass over its tensors: no tiling, no dataflow
         layers.append(Layer(node.name, node.op, node_macs(graph, node), mapping))
     ins, desc_int, desc_float = builder.finish()
     onchip = {"input_scratchpad": budget.input_bytes, "weight_scratchpad": budget.weight_bytes,
@@ -191,7 +192,7 @@ def fixed_point_multipliers(scale: np.ndarray) -> np.ndarray:
     return np.stack([q, exponent], axis=1).astype(np.int32)
 
 
-def _lower_gemm_layer(graph, node, plan, builder, budget, dt, ready, index) -> str:
+def _lower_gemm_layer(graph, node, plan, builder, budget, dt, ready, index) -> Mapping:
     fields, groups, m, k, ng, wmat, bias = _gemm_geometry(graph, node)
     geom = (fields["kh"] * fields["kw"], fields["oh"], fields["ow"], fields["sh"],
             (fields["kh"] - 1) * fields["dh"] + 1, fields["h"], fields["w"])
@@ -216,10 +217,14 @@ def _lower_gemm_layer(graph, node, plan, builder, budget, dt, ready, index) -> s
                       b_addr, ready.get(node.inputs[0], -1), types)
     builder.extend(block)
     ready[node.outputs[0]] = len(builder) - 1     # the layer's last row is its last store
-    datapath = ""
+    extras = {"buffers": tiling.buffers, "est_cycles": tiling.est_cycles}
     if integer:      # e.g. "uint8 x int8 -> int32 acc -> uint8 (float requantizer)"
         how = {REQUANT_ID["codes"]: " (float requantizer)", REQUANT_ID["fixed_point"]: " (fixed-point requantizer)",
                REQUANT_ID["scaled"]: " (scaled)"}.get(integer["requant"], "")
-        datapath = (f" {graph.tensors[node.inputs[0]].dtype} x {w_type} -> int32 acc -> "
-                    f"{graph.tensors[node.outputs[0]].dtype}{how}")
-    return f"gemm M{m} K{k} N{ng} groups={groups} {budget.dataflow}{datapath} {tiling.describe()}"
+        extras["datapath"] = (f"{graph.tensors[node.inputs[0]].dtype} x {w_type} -> int32 acc -> "
+                              f"{graph.tensors[node.outputs[0]].dtype}{how}")
+    # tile_loops.py's nest: groups, then output tiles (m_outer: m then n; n_outer: n then m), then k
+    outer = ("m", "n") if tiling.order == "m_outer" else ("n", "m")
+    return Mapping(unit="matrix", dims={"m": int(m), "k": int(k), "n": int(ng), "g": int(groups)},
+                   tile={"m": tiling.tm, "k": tiling.tk, "n": tiling.tn, "g": 1}, loop_order=("g", *outer, "k"),
+                   dataflow=budget.dataflow, extras=extras)

@@ -38,10 +38,6 @@ class Tiling:
     order: str            # "n_outer": weights reused across m tiles; "m_outer": inputs reused across n tiles
     est_cycles: int
 
-    def describe(self) -> str:
-        return (f"tile m{self.tm} k{self.tk} n{self.tn} buffers={self.buffers} "
-                f"order={self.order} est_cycles={self.est_cycles}")
-
 
 @dataclass(frozen=True)
 class Budget:

@@ -1,9 +1,10 @@
 """The Program: what a target emits and the simulator runs (contract 2 of DESIGN.md).
 
 A Program holds
+  * its memories (Program.memories, `Memory` each: id, name, level, element type, bytes): id 0 is
+    DRAM, the others the on-chip memories the target declares;
   * a memory plan: DRAM regions (byte offset, shape, element type, kind) for inputs,
-    weights, activations and outputs, plus the on-chip memories the Spec declares
-    (bytes and element type each);
+    weights, activations and outputs;
   * the initial DRAM image (constants placed at their offsets, encoded in their type);
   * an instruction table, struct-of-arrays, one row per instruction: engine,
     opcode, layer index, eight int64 operands, DRAM and on-chip bytes moved,
@@ -12,17 +13,23 @@ A Program holds
     many instructions share (a conv's shape, a pooling window, ...).
 The memory model: every DRAM region and on-chip memory has one element type
 (ELEMENT_BYTES gives its size); addresses are bytes everywhere, sizes and strides are
-elements of the memory they index. An instruction names the element type of the DRAM
-data it reads or writes in its *_dtype operands (DTYPE_CODE; fp32 is 0); on-chip
-operands have their memory's type (Program.onchip_dtypes).
-Operand meaning per opcode is documented in OPCODES below; sim/reference.py
-defines it executably. `Program.verify()` checks the table; `str(program)`
-prints one line per instruction.
+elements of the memory they index. ADDRESS_MEMORY says which memory id each address of an
+opcode lives in. An instruction names the element type of the DRAM data it reads or writes in
+its *_dtype operands (DTYPE_CODE; fp32 is 0); on-chip operands have their memory's type.
+The layouts are declared once, by name: OPCODES (operands), ADDRESS_MEMORY, DESC_FIELDS and
+DESC_FLOAT_FIELDS (descriptor fields); OPCODE, OPERAND, DESC and DESC_FLOAT give their ids and
+columns as IntEnums (ints by name), which writers, readers and the Numba kernels index with
+(`desc[CONV.kh]`, constant once compiled: compiler/numba_cache.py keeps such caches fresh).
+sim/reference.py defines each opcode executably. `Program.verify()` checks the table;
+`str(program)` prints one line per instruction.
 """
 from __future__ import annotations
 
+import hashlib
 import math
+from collections import namedtuple
 from dataclasses import dataclass, field, fields
+from enum import IntEnum
 
 import numpy as np
 
@@ -34,20 +41,24 @@ from compiler.spec import DATATYPE_BITS, DATATYPES
 ENGINES = ("dma_load", "matrix", "vector", "dma_store")
 ENGINE_ID = {name: i for i, name in enumerate(ENGINES)}
 
+# Memory ids (Program.memories[id]): 0 is DRAM; a target declares what memory each other id is. The
+# matrix opcodes take their operands from, and accumulate in, these ids (ADDRESS_MEMORY):
+DRAM, MATRIX_A, MATRIX_B, MATRIX_ACC = 0, 1, 2, 3
+
 # opcode -> (engine, operand names). Addresses are bytes; sizes are elements; *_dtype: DTYPE_CODE
-# of the DRAM data read (src) or written (dst); scratchpads and accumulator hold their own type.
+# of the DRAM data read (src) or written (dst); an on-chip memory holds its own type.
 # What each opcode reads and writes, which verify() bounds-checks: ACCESSES in compiler/program_bounds.py.
 OPCODES = {
-    # conv desc -> input scratchpad [tm,tk]
+    # conv desc -> [tm,tk] tile of the matrix unit's A operand
     "load_im2col": ("dma_load", ("desc", "m0", "tm", "k0", "tk", "dst", "src_dtype")),
-    # DRAM [tk,tn] rows -> weight scratchpad
+    # DRAM [tk,tn] rows -> the B (weight) operand
     "load_weights": ("dma_load", ("src", "tk", "tn", "src_row_elems", "dst", "src_dtype")),
-    # bias[tn] (src<0: zeros) -> accumulator [tm,tn]
+    # bias[tn] (src<0: zeros) -> accumulator tile [tm,tn]
     "load_bias": ("dma_load", ("src", "tm", "tn", "dst", "src_dtype")),
     # acc[tm,tn] += a[tm,tk] @ w[tk,tn] (desc: the layer's, for its integer fields; n0: the tile's first
     # column in the group, which picks its per-column weight zero points)
     "matmul": ("matrix", ("a", "w", "acc", "tm", "tk", "tn", "desc", "n0")),
-    # accumulator -> DRAM (conv desc layout, activation)
+    # accumulator tile -> DRAM (conv desc layout, activation)
     "store_tile": ("dma_store", ("desc", "acc", "m0", "tm", "n0", "tn", "dst_dtype")),
     "vec_relu": ("vector", ("desc", "src_dtype", "dst_dtype")),
     "vec_binary": ("vector", ("desc", "a_dtype", "b_dtype", "dst_dtype")),
@@ -64,6 +75,24 @@ OPCODES = {
 }
 OPCODE_ID = {name: i for i, name in enumerate(OPCODES)}
 OPCODE_NAMES = tuple(OPCODES)
+
+
+def _memories(**address_memory):
+    """An opcode's ADDRESS_MEMORY entry: a named tuple, address -> memory id."""
+    return namedtuple("Addresses", address_memory)(**address_memory)
+
+
+# opcode -> the memory id each of its addresses lies in: each address operand by name, and "desc" for
+# every address its descriptor holds. A vector opcode's descriptor addresses one memory (its kernel
+# takes one).
+ADDRESS_MEMORY = {
+    "load_im2col": _memories(dst=MATRIX_A, desc=DRAM),
+    "load_weights": _memories(src=DRAM, dst=MATRIX_B),
+    "load_bias": _memories(src=DRAM, dst=MATRIX_ACC),
+    "matmul": _memories(a=MATRIX_A, w=MATRIX_B, acc=MATRIX_ACC, desc=DRAM),
+    "store_tile": _memories(acc=MATRIX_ACC, desc=DRAM),
+    **{op: _memories(desc=DRAM) for op, (engine, _) in OPCODES.items() if engine == "vector"},
+}
 OPCODE_ENGINE = np.array([ENGINE_ID[e] for e, _ in OPCODES.values()], dtype=np.int8)
 N_OPERANDS = 8
 # [opcode, operand]: True where that operand is an element-type code
@@ -82,12 +111,11 @@ DESC_FLOATS = 4
 # the int32 accumulator), the input zero point, the byte address of the per-output-channel weight
 # zero points (codes of the weight type), the output zero point, the byte address of the
 # per-output-channel fp32 requantisation scales, and the DTYPE_CODE of the input and weight codes
-# (uint8 or int8) the scratchpads hold for this layer; x_zp_addr: byte address of an int32 input
+# (uint8 or int8) the matrix operand memories hold for this layer; x_zp_addr: byte address of an int32 input
 # zero point computed at run time (dynamic quantisation), else -1.
 CONV_FIELDS = ("x", "n", "c", "h", "w", "kh", "kw", "sh", "sw", "pt", "pl", "dh", "dw",
                "oh", "ow", "cin_g", "cin_off", "out", "cout", "cout_off", "activation",
                "requant", "x_zp", "w_zp", "y_zp", "scale", "x_code", "w_code", "x_zp_addr")
-CONV = {name: i for i, name in enumerate(CONV_FIELDS)}
 # float: no integer datapath; codes: y = sat(rne(F(acc) * scale[c]) + y_zp) in the output's 8-bit
 # type; int32: the accumulator itself (ConvInteger/MatMulInteger); scaled: F(F(acc) * scale[c]) as
 # fp32 (QGemm without an output scale); fixed_point: codes through a Q31 multiplier and a rounding
@@ -124,6 +152,37 @@ DESC_FIELDS = {
     "vec_lookup": _fields("src dst n table"),
     "vec_dynamic_quantize": _fields("src dst n scale zero_point"),
 }
+# Descriptor float fields per opcode (the others have none). vec_binary on 8-bit codes: add's
+# F(scale / y_scale) of each input, mul's F(a_scale * b_scale) / y_scale; vec_avgpool on codes: the
+# input's and output's scales and x_scale / (y_scale * window) of a global pool; vec_softmax on
+# codes: floor(F(1 / y_scale)).
+DESC_FLOAT_FIELDS = {
+    "vec_binary": _fields("a_ratio b_ratio product_ratio"),
+    "vec_avgpool": _fields("x_scale y_scale global_scale"),
+    "vec_lrn": _fields("alpha beta bias"),
+    "vec_softmax": _fields("inv_y_scale"),
+}
+
+
+def _columns(name: str, names: tuple) -> type:
+    """The columns `names` take, in order, as an IntEnum: _columns("t", ("a", "b")).b == 1."""
+    return IntEnum(name, list(names), start=0, module=__name__)
+
+
+# The tables above as IntEnums (ints by name), for every writer and reader and, compiled in as
+# constants, the Numba kernels (an IntEnum member costs Numba no more than an int; a named tuple's
+# field did): OPCODE.matmul is its opcode id; OPERAND["matmul"].tk its operand column;
+# DESC["matmul"].kh and DESC_FLOAT["vec_lrn"].beta its descriptor columns.
+OPCODE = _columns("Opcode", OPCODE_NAMES)
+OPERAND = {op: _columns(op, names) for op, (_, names) in OPCODES.items()}
+DESC = {op: _columns(op, names) for op, names in DESC_FIELDS.items()}
+DESC_FLOAT = {op: _columns(op, DESC_FLOAT_FIELDS.get(op, ())) for op in DESC_FIELDS}
+CONV = DESC["matmul"]      # the conv/GEMM descriptor that load_im2col, matmul and store_tile share
+# A fingerprint of every table a compiled kernel may hold as constants (compiler/numba_cache.py)
+LAYOUT = int.from_bytes(hashlib.sha256(repr((
+    ENGINES, OPCODES, {op: tuple(m._asdict().items()) for op, m in ADDRESS_MEMORY.items()}, DESC_FIELDS,
+    DESC_FLOAT_FIELDS, DATATYPES, REQUANT_ID, ACTIVATION_ID, BINARY_OPS, N_OPERANDS, DESC_INTS, DESC_FLOATS,
+)).encode()).digest()[:7], "little")
 
 
 @dataclass(frozen=True)
@@ -137,6 +196,26 @@ class Region:
     @property
     def nbytes(self) -> int:
         return int(math.prod(self.shape)) * ELEMENT_BYTES[self.dtype]   # Python ints: placed per design point
+
+
+@dataclass(frozen=True)
+class Memory:
+    """A memory the instructions address, by id (its index in Program.memories; 0 is DRAM)."""
+    id: int
+    name: str            # the target's name for it, as in its stats levels (e.g. "dram")
+    level: int           # hops from DRAM: 0 DRAM itself, 1 filled from DRAM, 2 filled from level 1, ...
+    dtype: str | None    # element type (ELEMENT_BYTES); None: DRAM, whose regions have their own
+    nbytes: int
+
+    @property
+    def element_bytes(self) -> int:
+        """Bytes per element: of its type, or 1 where instructions name the type (DRAM)."""
+        return ELEMENT_BYTES[self.dtype] if self.dtype else 1
+
+
+def dram_memory(nbytes: int) -> Memory:
+    """Memory 0: the DRAM image (regions of several types, each instruction naming what it reads)."""
+    return Memory(DRAM, "dram", 0, None, nbytes)
 
 
 @dataclass(frozen=True)
@@ -169,16 +248,14 @@ class Program:
     target: str
     spec: object
     regions: dict            # name -> Region
-    dram_size: int           # bytes
+    memories: tuple          # Memory per id: DRAM (dram_memory) first, then the target's on-chip ones
     constants: list          # (Region, values): placed in DRAM before the run, encoded as region.dtype
-    onchip: dict             # memory name -> bytes (input_scratchpad, weight_scratchpad, accumulator)
     instructions: Instructions
     desc_int: np.ndarray     # int64 [n_desc, DESC_INTS]
     desc_float: np.ndarray   # float64 [n_desc, DESC_FLOATS]
     layers: list             # Layer per layer index
     inputs: list             # graph input names (regions)
     outputs: list            # graph output names (regions)
-    onchip_dtypes: dict = field(default_factory=dict)   # memory name -> element type (absent: fp32)
     _image: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def dram_image(self) -> np.ndarray:
@@ -192,9 +269,23 @@ class Program:
                 self._image[region.offset: region.offset + raw.size] = raw
         return self._image.copy()
 
-    def onchip_dtype(self, memory: str) -> str:
-        """Element type of an on-chip memory."""
-        return self.onchip_dtypes.get(memory, "fp32")
+    @property
+    def dram_size(self) -> int:
+        """Bytes of the DRAM image (memory 0)."""
+        return self.memories[DRAM].nbytes
+
+    def memory(self, name: str) -> Memory:
+        """The declared memory called `name` (a target reading its own memories)."""
+        found = [m for m in self.memories if m.name == name]
+        if not found:
+            raise ProgramError(f"program ({self.target}) declares no memory '{name}' "
+                               f"(it declares {', '.join(m.name for m in self.memories)})")
+        return found[0]
+
+    def addressed(self, op: str, address: str) -> Memory | None:
+        """The memory an address of opcode `op` lies in (ADDRESS_MEMORY), or None if undeclared here."""
+        memory_id = getattr(ADDRESS_MEMORY[op], address)
+        return self.memories[memory_id] if memory_id < len(self.memories) else None
 
     def verify(self) -> "Program":
         """Check the contract, or raise ProgramError naming the first instruction row that breaks it:
@@ -211,6 +302,12 @@ class Program:
                 raise ProgramError(f"{where}: column {name} has {len(col)} rows, expected {n}")
         if ins.operands.shape != (n, N_OPERANDS) or len(ins.dep_ptr) != n + 1:
             raise ProgramError(f"{where}: operand or dependency table has the wrong shape")
+        for i, m in enumerate(self.memories):
+            if m.id != i or m.nbytes < 0 or (m.dtype not in DATATYPES and (i != DRAM or m.dtype is not None)):
+                raise ProgramError(f"{where}: memory {i} is {m}; memory i has id i, bytes >= 0 and an element "
+                                   f"type ({', '.join(DATATYPES)}; DRAM, id {DRAM}, may leave it None)")
+        if not self.memories:
+            raise ProgramError(f"{where}: the program declares no memories (memory {DRAM} is DRAM)")
         if self.desc_int.shape[1:] != (DESC_INTS,) or self.desc_float.shape != (len(self.desc_int), DESC_FLOATS):
             raise ProgramError(f"{where}: descriptor tables have shapes {self.desc_int.shape} and "
                                f"{self.desc_float.shape}, expected [n, {DESC_INTS}] and [n, {DESC_FLOATS}]")
@@ -253,10 +350,11 @@ class Program:
 
     def __str__(self) -> str:
         lines = [f"program target={self.target} instructions={len(self.instructions)} "
-                 f"dram_bytes={self.dram_size} onchip={self.onchip}"]
+                 f"dram_bytes={self.dram_size}"]
+        for m in self.memories:
+            lines.append(f"  memory {m.id} {m.name} level={m.level} {m.dtype or 'per-region'} bytes={m.nbytes}")
         for r in self.regions.values():
             lines.append(f"  region {r.kind:<10} {r.name} @{r.offset} {r.dtype}{list(r.shape)}")
-        lines.append("  onchip " + " ".join(f"{m}={self.onchip_dtype(m)}" for m in self.onchip))
         for i, layer in enumerate(self.layers):
             mapping = layer.mapping.text() if layer.mapping else ""
             lines.append(f"  layer {i} {layer.name} ({layer.op}) macs={layer.macs} {mapping}")
@@ -281,13 +379,17 @@ class ProgramBuilder:
     def __len__(self) -> int:
         return self._n
 
-    def descriptor(self, ints, floats=()) -> int:
-        self._desc_int.append(list(ints) + [0] * (DESC_INTS - len(ints)))
-        self._desc_float.append(list(floats) + [0.0] * (DESC_FLOATS - len(floats)))
+    def descriptor(self, op: str, ints: dict, floats: dict | None = None) -> int:
+        """A descriptor in the layout of opcode `op` (DESC_FIELDS, DESC_FLOAT_FIELDS), fields by name; a
+        field group such as shape[6] may come whole (shape=[...]). Fields not given are 0. Its index."""
+        self._desc_int.append(_named_row(DESC_FIELDS[op], ints, DESC_INTS, f"{op} descriptor"))
+        self._desc_float.append(_named_row(DESC_FLOAT_FIELDS.get(op, ()), floats or {}, DESC_FLOATS,
+                                           f"{op} float descriptor", 0.0))
         return len(self._desc_int) - 1
 
-    def emit(self, op: str, layer: int, operands, deps=(), dram_bytes=0, onchip_bytes=0, work=0) -> int:
-        ops = list(operands) + [0] * (N_OPERANDS - len(operands))
+    def emit(self, op: str, layer: int, operands: dict, deps=(), dram_bytes=0, onchip_bytes=0, work=0) -> int:
+        """Append one row of opcode `op`, its operands by name (OPCODES; those not given are 0). Its row."""
+        ops = _named_row(OPCODES[op][1], operands, N_OPERANDS, f"opcode {op}")
         deps = sorted({int(d) for d in deps if d is not None and d >= 0})
         self._rows.append((OPCODE_ID[op], layer, ops, int(dram_bytes), int(onchip_bytes), int(work), deps))
         self._n += 1
@@ -315,6 +417,23 @@ class ProgramBuilder:
         desc_int = np.array(self._desc_int, np.int64).reshape(-1, DESC_INTS)
         desc_float = np.array(self._desc_float, np.float64).reshape(-1, DESC_FLOATS)
         return Instructions(**columns, dep_ptr=dep_ptr), desc_int, desc_float
+
+
+def _named_row(names: tuple, values: dict, width: int, what: str, fill=0) -> list:
+    """A table row of `width` columns holding `values` at the columns of their `names`: a name, or a
+    field group's stem (shape for shape0 .. shape5) with a sequence of its length."""
+    row = [fill] * width
+    column = {name: i for i, name in enumerate(names)}
+    for name, value in values.items():
+        if name in column:
+            row[column[name]] = value
+        elif f"{name}0" in column and not np.isscalar(value) and \
+                sum(f"{name}{i}" in column for i in range(len(value) + 1)) == len(value):
+            for i, v in enumerate(value):
+                row[column[f"{name}{i}"]] = v
+        else:
+            raise ValueError(f"{what} has no field {name!r} for {value!r}; its fields: {', '.join(names)}")
+    return row
 
 
 def _rows_block(rows: list) -> Instructions:

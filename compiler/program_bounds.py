@@ -1,11 +1,11 @@
 """Program.verify's bounds check: every address an instruction reads or writes, with the bytes it
 spans, against the memory it addresses: DRAM (inside the image, and inside the region the address
-falls in) and each on-chip memory the Program declares (inside its bytes, aligned to its elements);
+falls in) and each other memory the Program declares (inside its bytes, aligned to its elements);
 and the tile coordinates a layer's descriptor bounds. In: a Program; out: nothing, or a ProgramError
 naming the row, its opcode, the operand or descriptor field and its value, and the memory and its size.
 
-ACCESSES and LIMITS say what each opcode touches. The checks on operands run in one compiled pass
-over the table (`_screen`, a sweep lowers hundreds of thousands of rows); the row it stops at is
+ACCESSES and LIMITS say what each opcode touches (compiler.program.ADDRESS_MEMORY: in which memory).
+The checks on operands run in one compiled pass over the table (`_screen`, a sweep lowers hundreds of thousands of rows); the row it stops at is
 checked again by the NumPy code below, which words the error. A descriptor's accesses depend only
 on the descriptor and the *_dtype operands, so they are checked once per run of rows sharing them.
 """
@@ -18,8 +18,8 @@ import numpy as np
 from numba import njit
 
 from compiler.errors import ProgramError
-from compiler.program import (DATATYPES, DESC_FIELDS, DTYPE_CODE, DTYPE_OPERANDS, ELEMENT_BYTES, MAX_RANK, N_OPERANDS,
-                              OPCODE_NAMES, OPCODES, REQUANT_ID)
+from compiler.program import (ADDRESS_MEMORY, DATATYPES, DESC_FIELDS, DRAM, DTYPE_CODE, DTYPE_OPERANDS, ELEMENT_BYTES,
+                              MAX_RANK, N_OPERANDS, OPCODE_NAMES, OPCODES, REQUANT_ID)
 
 
 def _span(d, stride: str):
@@ -38,61 +38,61 @@ def _codes(code):
     return (code == DTYPE_CODE["uint8"]) | (code == DTYPE_CODE["int8"])
 
 
-# What each opcode reads and writes: (address, memory, extent, element type). address: an operand, or
-# "desc.FIELD" (that field of the row's descriptor); memory: "dram" or an on-chip memory of
-# Program.onchip; element type: a *_dtype operand, a type name, or None (the memory's own type).
+# What each opcode reads and writes: (address, extent, element type). address: an operand, or
+# "desc.FIELD" (that field of the row's descriptor), in the memory ADDRESS_MEMORY gives it (`memory_id`);
+# element type: a *_dtype operand, a type name, or None (the memory's own type).
 # extent, of an operand address: operands (count,), (rows, cols) or (rows, cols, row_stride): rows
 # of cols elements, row_stride apart (default cols); of a descriptor field: a function of the rows'
 # descriptor columns d and *_dtype operand columns o (attributes by name, NumPy arrays; 0 where a
 # row makes no such access).
 ACCESSES = {
-    "load_im2col": (("dst", "input_scratchpad", ("tm", "tk"), None),
-                    ("desc.x", "dram", lambda o, d: d.n * d.c * d.h * d.w, "src_dtype"),
-                    ("desc.x_zp_addr", "dram", lambda o, d: d.x_zp_addr >= 0, "int32")),
-    "load_weights": (("src", "dram", ("tk", "tn", "src_row_elems"), "src_dtype"),
-                     ("dst", "weight_scratchpad", ("tk", "tn"), None)),
-    "load_bias": (("src", "dram", ("tn",), "src_dtype"),
-                  ("dst", "accumulator", ("tm", "tn"), None)),
-    "matmul": (("a", "input_scratchpad", ("tm", "tk"), None),
-               ("w", "weight_scratchpad", ("tk", "tn"), None),
-               ("acc", "accumulator", ("tm", "tn"), None),
-               ("desc.w_zp", "dram", lambda o, d: np.where(d.requant != REQUANT_ID["float"], d.cout, 0), "uint8"),
-               ("desc.x_zp_addr", "dram", lambda o, d: (d.requant != REQUANT_ID["float"]) & (d.x_zp_addr >= 0),
+    "load_im2col": (("dst", ("tm", "tk"), None),
+                    ("desc.x", lambda o, d: d.n * d.c * d.h * d.w, "src_dtype"),
+                    ("desc.x_zp_addr", lambda o, d: d.x_zp_addr >= 0, "int32")),
+    "load_weights": (("src", ("tk", "tn", "src_row_elems"), "src_dtype"),
+                     ("dst", ("tk", "tn"), None)),
+    "load_bias": (("src", ("tn",), "src_dtype"),
+                  ("dst", ("tm", "tn"), None)),
+    "matmul": (("a", ("tm", "tk"), None),
+               ("w", ("tk", "tn"), None),
+               ("acc", ("tm", "tn"), None),
+               ("desc.w_zp", lambda o, d: np.where(d.requant != REQUANT_ID["float"], d.cout, 0), "uint8"),
+               ("desc.x_zp_addr", lambda o, d: (d.requant != REQUANT_ID["float"]) & (d.x_zp_addr >= 0),
                 "int32")),
-    "store_tile": (("acc", "accumulator", ("tm", "tn"), None),
-                   ("desc.out", "dram", lambda o, d: d.n * d.cout * d.oh * d.ow, "dst_dtype"),
-                   ("desc.scale", "dram", lambda o, d: d.cout * np.select(
+    "store_tile": (("acc", ("tm", "tn"), None),
+                   ("desc.out", lambda o, d: d.n * d.cout * d.oh * d.ow, "dst_dtype"),
+                   ("desc.scale", lambda o, d: d.cout * np.select(
                        [np.isin(d.requant, (REQUANT_ID["codes"], REQUANT_ID["scaled"])),
                         d.requant == REQUANT_ID["fixed_point"]], [1, 2], 0), "fp32")),
-    "vec_relu": (("desc.src", "dram", lambda o, d: d.n, "src_dtype"),
-                 ("desc.dst", "dram", lambda o, d: d.n, "dst_dtype")),
-    "vec_binary": (("desc.a", "dram", lambda o, d: _span(d, "a_stride"), "a_dtype"),
-                   ("desc.b", "dram", lambda o, d: _span(d, "b_stride"), "b_dtype"),
-                   ("desc.dst", "dram", lambda o, d: _volume(d), "dst_dtype")),
-    "vec_affine": (("desc.src", "dram", lambda o, d: d.n * d.c * d.hw, "src_dtype"),
-                   ("desc.scale", "dram", lambda o, d: d.c, "scale_dtype"),
-                   ("desc.shift", "dram", lambda o, d: d.c, "shift_dtype"),
-                   ("desc.dst", "dram", lambda o, d: d.n * d.c * d.hw, "dst_dtype")),
-    "vec_maxpool": (("desc.src", "dram", lambda o, d: d.planes * d.h * d.w, "src_dtype"),
-                    ("desc.dst", "dram", lambda o, d: d.planes * d.oh * d.ow, "dst_dtype")),
-    "vec_lrn": (("desc.src", "dram", lambda o, d: d.n * d.c * d.hw, "src_dtype"),
-                ("desc.dst", "dram", lambda o, d: d.n * d.c * d.hw, "dst_dtype")),
-    "vec_softmax": (("desc.src", "dram", lambda o, d: d.outer * d.axis_len * d.inner, "src_dtype"),
-                    ("desc.dst", "dram", lambda o, d: d.outer * d.axis_len * d.inner, "dst_dtype"),
-                    ("desc.table", "dram", lambda o, d: np.where(_codes(o.src_dtype), 256, 0), "fp32")),
-    "vec_copy": (("desc.src", "dram", lambda o, d: _span(d, "src_stride"), "src_dtype"),
-                 ("desc.dst", "dram", lambda o, d: _span(d, "dst_stride"), "dst_dtype")),
-    "vec_quantize": (("desc.src", "dram", lambda o, d: d.outer * d.c * d.inner, "src_dtype"),
-                     ("desc.dst", "dram", lambda o, d: d.outer * d.c * d.inner, "dst_dtype"),
-                     ("desc.scale", "dram", lambda o, d: d.c, "fp32"),
-                     ("desc.zero_point", "dram", lambda o, d: d.c, "int32")),
-    "vec_lookup": (("desc.src", "dram", lambda o, d: d.n, "src_dtype"),
-                   ("desc.dst", "dram", lambda o, d: d.n, "dst_dtype"),
-                   ("desc.table", "dram", lambda o, d: 256, "dst_dtype")),
-    "vec_dynamic_quantize": (("desc.src", "dram", lambda o, d: d.n, "src_dtype"),
-                             ("desc.dst", "dram", lambda o, d: d.n, "dst_dtype"),
-                             ("desc.scale", "dram", lambda o, d: 1, "fp32"),
-                             ("desc.zero_point", "dram", lambda o, d: 1, "int32")),
+    "vec_relu": (("desc.src", lambda o, d: d.n, "src_dtype"),
+                 ("desc.dst", lambda o, d: d.n, "dst_dtype")),
+    "vec_binary": (("desc.a", lambda o, d: _span(d, "a_stride"), "a_dtype"),
+                   ("desc.b", lambda o, d: _span(d, "b_stride"), "b_dtype"),
+                   ("desc.dst", lambda o, d: _volume(d), "dst_dtype")),
+    "vec_affine": (("desc.src", lambda o, d: d.n * d.c * d.hw, "src_dtype"),
+                   ("desc.scale", lambda o, d: d.c, "scale_dtype"),
+                   ("desc.shift", lambda o, d: d.c, "shift_dtype"),
+                   ("desc.dst", lambda o, d: d.n * d.c * d.hw, "dst_dtype")),
+    "vec_maxpool": (("desc.src", lambda o, d: d.planes * d.h * d.w, "src_dtype"),
+                    ("desc.dst", lambda o, d: d.planes * d.oh * d.ow, "dst_dtype")),
+    "vec_lrn": (("desc.src", lambda o, d: d.n * d.c * d.hw, "src_dtype"),
+                ("desc.dst", lambda o, d: d.n * d.c * d.hw, "dst_dtype")),
+    "vec_softmax": (("desc.src", lambda o, d: d.outer * d.axis_len * d.inner, "src_dtype"),
+                    ("desc.dst", lambda o, d: d.outer * d.axis_len * d.inner, "dst_dtype"),
+                    ("desc.table", lambda o, d: np.where(_codes(o.src_dtype), 256, 0), "fp32")),
+    "vec_copy": (("desc.src", lambda o, d: _span(d, "src_stride"), "src_dtype"),
+                 ("desc.dst", lambda o, d: _span(d, "dst_stride"), "dst_dtype")),
+    "vec_quantize": (("desc.src", lambda o, d: d.outer * d.c * d.inner, "src_dtype"),
+                     ("desc.dst", lambda o, d: d.outer * d.c * d.inner, "dst_dtype"),
+                     ("desc.scale", lambda o, d: d.c, "fp32"),
+                     ("desc.zero_point", lambda o, d: d.c, "int32")),
+    "vec_lookup": (("desc.src", lambda o, d: d.n, "src_dtype"),
+                   ("desc.dst", lambda o, d: d.n, "dst_dtype"),
+                   ("desc.table", lambda o, d: 256, "dst_dtype")),
+    "vec_dynamic_quantize": (("desc.src", lambda o, d: d.n, "src_dtype"),
+                             ("desc.dst", lambda o, d: d.n, "dst_dtype"),
+                             ("desc.scale", lambda o, d: 1, "fp32"),
+                             ("desc.zero_point", lambda o, d: 1, "int32")),
 }
 ACCESSES["vec_avgpool"] = ACCESSES["vec_maxpool"]
 ACCESSES["vec_dequantize"] = ACCESSES["vec_quantize"]
@@ -110,16 +110,22 @@ LIMITS = {
 # operands that are tile coordinates or sizes (never negative)
 COORDINATES = ("m0", "tm", "k0", "tk", "n0", "tn", "src_row_elems")
 ELEMENT_SIZE = np.array([ELEMENT_BYTES[t] for t in DATATYPES], np.int64)   # bytes, by DTYPE_CODE
-# the memories ACCESSES names, DRAM first (their ids in _screen's tables)
-MEMORIES = tuple(dict.fromkeys(["dram"] + [a[1] for accesses in ACCESSES.values() for a in accesses]))
+# memory ids the opcodes address: _screen's tables cover at least these
+MEMORY_IDS = 1 + max(memory for addresses in ADDRESS_MEMORY.values() for memory in addresses)
+
+
+def memory_id(op: str, address: str) -> int:
+    """The memory an address of `op` (an operand, or "desc.FIELD") lies in: ADDRESS_MEMORY."""
+    return getattr(ADDRESS_MEMORY[op], "desc" if address.startswith("desc.") else address)
 
 
 def check_bounds(program, where: str) -> None:
     """Raise ProgramError at the first access of `program` outside its memory (see the module doc)."""
     ins, t = program.instructions, _tables()
     dram = _Dram(program.regions)
-    capacity = np.array([program.dram_size] + [program.onchip.get(m, -1) for m in MEMORIES[1:]], np.int64)
-    own_size = np.array([1] + [ELEMENT_BYTES[program.onchip_dtype(m)] for m in MEMORIES[1:]], np.int64)
+    undeclared = [-1] * (MEMORY_IDS - len(program.memories))
+    capacity = np.array([m.nbytes for m in program.memories] + undeclared, np.int64)
+    own_size = np.array([m.element_bytes for m in program.memories] + undeclared, np.int64)
     row, runs = _screen(ins.opcode, ins.operands, program.desc_int, t["desc"], DTYPE_OPERANDS, t["coordinate"],
                         t["limits"], t["accesses"], ELEMENT_SIZE, capacity, own_size, dram.start, dram.reach)
     if row >= 0:
@@ -169,26 +175,25 @@ def _elements(rows: _Rows, address: str, extent) -> np.ndarray:
     return np.where(getattr(o, address) < 0, 0, count) if (rows.op, address) in OPTIONAL else count
 
 
-def _check_access(program, dram: _Dram, rows: _Rows, address, memory, extent, dtype) -> None:
+def _check_access(program, dram: _Dram, rows: _Rows, address, extent, dtype) -> None:
     """One access of some rows of an opcode: inside its memory, aligned, and (DRAM) inside one region."""
     o, d = rows.o, rows.d
     field = address.removeprefix("desc.")
+    memory = memory_id(rows.op, address)
+    if memory >= len(program.memories):
+        raise rows.error(0, f"it addresses memory {memory}, which the program does not declare (it declares "
+                         f"{', '.join(f'{m.id} ({m.name})' for m in program.memories)})")
+    declared = program.memories[memory]
+    capacity, shown = declared.nbytes, "DRAM" if memory == DRAM else declared.name
     start = getattr(d, field) if field != address else getattr(o, address)
     count = np.broadcast_to(np.asarray(_elements(rows, address, extent), np.int64), start.shape)
     size = np.broadcast_to(ELEMENT_SIZE[getattr(o, dtype)] if dtype in rows.names else
-                           ELEMENT_BYTES[dtype or program.onchip_dtype(memory)], start.shape)
-    if memory == "dram":
-        capacity, shown = program.dram_size, "DRAM"
-    elif memory in program.onchip:
-        capacity, shown = program.onchip[memory], memory
-    else:
-        raise rows.error(0, f"it addresses the {memory}, which the program does not declare "
-                         f"(it declares {', '.join(program.onchip) or 'no on-chip memory'})")
+                           ELEMENT_BYTES[dtype] if dtype else declared.element_bytes, start.shape)
     used = count != 0
     # count > capacity first: then count * size cannot overflow
     bad = used & ((count < 0) | (start < 0) | (start > capacity) | (count > capacity) |
                   (count * size > capacity - start) | (start % size != 0))
-    if memory == "dram":
+    if memory == DRAM:
         bad |= used & ~dram.inside(start, start + count * size)
     if not bad.any():
         return
@@ -283,10 +288,10 @@ def _tables() -> dict:
     limits = np.full((len(OPCODES), 3, 8), -1, np.int64)
     for code, op in enumerate(OPCODE_NAMES):
         direct = [access for access in ACCESSES[op] if not access[0].startswith("desc.")]
-        for k, (address, memory, extent, dtype) in enumerate(direct):
+        for k, (address, extent, dtype) in enumerate(direct):
             n_rows, cols, stride = {1: (None, extent[0], None), 2: (*extent, None), 3: extent}[len(extent)]
             accesses[code, k] = (1, _column(op, address), _column(op, n_rows), _column(op, cols),
-                                 _column(op, stride), MEMORIES.index(memory), _column(op, dtype),
+                                 _column(op, stride), memory_id(op, address), _column(op, dtype),
                                  ELEMENT_BYTES.get(dtype, -1), (op, address) in OPTIONAL)
         for k, (operands, fields, product) in enumerate(LIMITS.get(op, ())):
             limits[code, k] = ([1] + _padded([_column(op, x) for x in operands], 2) +
@@ -356,7 +361,7 @@ def _screen(opcode, operands, desc_int, desc_col, dtype_operand, coordinate, lim
             # n > top first: then n * b cannot overflow; element sizes are powers of two (no division)
             if n < 0 or s < 0 or s > top or n > top or n * b > top - s or s & (b - 1) != 0:
                 return i, runs[:n_runs]
-            if m == 0:
+            if m == 0:                          # DRAM (memory 0): inside one region too
                 if k < 0 or region_start[k] > s or (k + 1 < len(region_start) and region_start[k + 1] <= s):
                     k = np.searchsorted(region_start, s, side="right") - 1   # not the last span's region
                 if k < 0 or region_reach[k] < s + n * b:

@@ -1,10 +1,13 @@
 """Numba kernels that execute a Program's instructions on simulated memories.
 
-`execute` walks the instruction table in order and dispatches on opcode. Every
-memory (the DRAM image, the scratchpads, the accumulator) is a byte buffer; a
-kernel reads and writes it through typed views (a memory is the tuple of its
-float32, uint16, uint8 and int32 views, made once per run), and Program addresses
-are bytes, converted to element indices with the element size of what they access.
+`execute` walks the instruction table in order and dispatches on opcode. The memories
+come by id (compiler.program.Program.memories: 0 is DRAM, the others a target's on-chip
+ones); each is a byte buffer that a kernel reads and writes through typed views (a memory
+is the tuple of its float32, uint16, uint8 and int32 views, made once per run), and Program
+addresses are bytes, converted to element indices with the element size of what they access.
+Which memory each address lies in, the operand columns and the descriptor fields all come
+from compiler/program.py's tables by name (ADDRESS_MEMORY, OPERAND, DESC), compiled in as
+constants; `executor` refreshes a cache compiled from other tables (compiler/numba_cache.py).
 
 The defined datapath (DESIGN principle 4):
   * Element types: fp32, and bf16/fp16 stored as 16-bit patterns. Narrow values
@@ -13,7 +16,7 @@ The defined datapath (DESIGN principle 4):
     Inf; fp16: IEEE binary16, overflow to Inf, subnormals kept) and NaN stays a
     quiet NaN. compiler/numerics.py is the same in NumPy.
   * Moves convert: a load or store between memories of different types goes
-    through fp32 (an im2col load of bf16 activations into an fp16 scratchpad
+    through fp32 (an im2col load of bf16 activations into an fp16 operand memory
     rounds once, to fp16).
   * GEMM accumulation order: every output starts from its bias (or 0) in the fp32
     accumulator and adds a[m,k]*w[k,n] products one k at a time in increasing k,
@@ -51,15 +54,42 @@ from numba import njit, types
 from numba.core.dispatcher import Dispatcher
 from numba.extending import intrinsic
 
-# opcode ids, in compiler.program.OPCODES order (checked by tests/sim/test_kernels.py)
-LOAD_IM2COL, LOAD_WEIGHTS, LOAD_BIAS, MATMUL, STORE_TILE = 0, 1, 2, 3, 4
-VEC_RELU, VEC_BINARY, VEC_AFFINE, VEC_MAXPOOL, VEC_AVGPOOL, VEC_LRN, VEC_SOFTMAX, VEC_COPY = range(5, 13)
-VEC_QUANTIZE, VEC_DEQUANTIZE, VEC_LOOKUP, VEC_DYNAMIC_QUANTIZE = 13, 14, 15, 16
-# element type codes, as compiler.program.DTYPE_CODE (checked by tests/sim/test_numerics.py)
-FP32, FP16, BF16, INT8, UINT8, INT16, INT32 = 0, 1, 2, 3, 4, 5, 6
-# GEMM descriptor fields of the integer datapath (compiler.program.CONV_FIELDS) and REQUANT_ID
-COUT_OFF, REQUANT, X_ZP, W_ZP, Y_ZP, SCALE, X_CODE, W_CODE, X_ZP_ADDR = 19, 21, 22, 23, 24, 25, 26, 27, 28
-REQ_FLOAT, REQ_CODES, REQ_INT32, REQ_SCALED, REQ_FIXED = 0, 1, 2, 3, 4
+from compiler import numba_cache
+from compiler.program import (ACTIVATION_ID, ADDRESS_MEMORY, BINARY_OPS, CONV, DESC, DESC_FLOAT, DTYPE_CODE, LAYOUT,
+                              OPCODE, OPCODES, OPERAND, REQUANT_ID)
+
+# Constants from compiler/program.py's tables, by name (Numba compiles module globals in as constants)
+FP32, FP16, BF16, INT8, UINT8, INT32 = (DTYPE_CODE[t] for t in ("fp32", "fp16", "bf16", "int8", "uint8", "int32"))
+REQ_FLOAT, REQ_CODES, REQ_INT32, REQ_SCALED, REQ_FIXED = (
+    REQUANT_ID[r] for r in ("float", "codes", "int32", "scaled", "fixed_point"))
+ACT_RELU = ACTIVATION_ID["relu"]
+ADD, SUB, MUL = BINARY_OPS["add"], BINARY_OPS["sub"], BINARY_OPS["mul"]
+N_OPCODES = len(OPCODES)
+# operand columns per opcode
+IM2COL, WEIGHTS, BIAS = OPERAND["load_im2col"], OPERAND["load_weights"], OPERAND["load_bias"]
+MATMUL, STORE = OPERAND["matmul"], OPERAND["store_tile"]
+# the memory id of each address (plain ints, so that Numba indexes the memories tuple statically: an
+# index it does not see as a constant, such as a named tuple's field, makes a switch over every memory,
+# slower to compile)
+IM2COL_X, IM2COL_DST = ADDRESS_MEMORY["load_im2col"].desc, ADDRESS_MEMORY["load_im2col"].dst
+WEIGHTS_SRC, WEIGHTS_DST = ADDRESS_MEMORY["load_weights"].src, ADDRESS_MEMORY["load_weights"].dst
+BIAS_SRC, BIAS_DST = ADDRESS_MEMORY["load_bias"].src, ADDRESS_MEMORY["load_bias"].dst
+MATMUL_A, MATMUL_W, MATMUL_ACC = ADDRESS_MEMORY["matmul"].a, ADDRESS_MEMORY["matmul"].w, ADDRESS_MEMORY["matmul"].acc
+MATMUL_DESC, STORE_ACC, STORE_OUT = (ADDRESS_MEMORY["matmul"].desc, ADDRESS_MEMORY["store_tile"].acc,
+                                     ADDRESS_MEMORY["store_tile"].desc)
+# descriptor layouts (int fields; float fields: *_F)
+RELU, BINARY, BINARY_F, AFFINE = DESC["vec_relu"], DESC["vec_binary"], DESC_FLOAT["vec_binary"], DESC["vec_affine"]
+POOL, POOL_F, LRN, LRN_F = DESC["vec_avgpool"], DESC_FLOAT["vec_avgpool"], DESC["vec_lrn"], DESC_FLOAT["vec_lrn"]
+SOFTMAX, SOFTMAX_F, COPY = DESC["vec_softmax"], DESC_FLOAT["vec_softmax"], DESC["vec_copy"]
+QUANTIZE, LOOKUP, DYNAMIC_QUANTIZE = DESC["vec_quantize"], DESC["vec_lookup"], DESC["vec_dynamic_quantize"]
+# vector opcodes: operand columns
+V_RELU, V_BINARY, V_AFFINE = OPERAND["vec_relu"], OPERAND["vec_binary"], OPERAND["vec_affine"]
+V_MAXPOOL, V_AVGPOOL, V_LRN = OPERAND["vec_maxpool"], OPERAND["vec_avgpool"], OPERAND["vec_lrn"]
+V_SOFTMAX, V_COPY, V_LOOKUP = OPERAND["vec_softmax"], OPERAND["vec_copy"], OPERAND["vec_lookup"]
+V_QUANTIZE, V_DEQUANTIZE = OPERAND["vec_quantize"], OPERAND["vec_dequantize"]
+V_DYNAMIC_QUANTIZE = OPERAND["vec_dynamic_quantize"]
+# the memory every vector-unit descriptor addresses (one for all: a static index; unpacking fails otherwise)
+(VECTOR_MEMORY,) = {ADDRESS_MEMORY[op].desc for op, (engine, _) in OPCODES.items() if engine == "vector"}
 
 
 @intrinsic
@@ -290,15 +320,16 @@ def _requantize_fixed_point(acc, multiplier, exponent, y_zp, code):
 def _x_zero_point(s, g):
     """A layer's input zero point: in its descriptor, or (dynamic quantisation) the int32 the
     vector unit wrote at run time (s: the DRAM's int32 view)."""
-    return np.int64(g[X_ZP]) if g[X_ZP_ADDR] < 0 else np.int64(s[g[X_ZP_ADDR] // 4])
+    return np.int64(g[CONV.x_zp]) if g[CONV.x_zp_addr] < 0 else np.int64(s[g[CONV.x_zp_addr] // 4])
 
 
 @njit(cache=True)
 def load_im2col(sm, g, m0, tm, k0, tk, x_code, dm, dst, a_code):
-    """Input scratchpad [tm,tk] at byte dst <- im2col rows m0.., columns k0.. of the conv input
-    (padding: 0, or the input zero point for 8-bit codes, which move as bytes)."""
-    x, C, H, W = g[0] // _size(x_code), g[2], g[3], g[4]
-    kh, kw, sh, sw, pt, pl, dh, dw, OH, OW, cin_off = g[5], g[6], g[7], g[8], g[9], g[10], g[11], g[12], g[13], g[14], g[16]
+    """[tm,tk] tile at byte dst of memory dm (elements a_code) <- im2col rows m0.., columns k0.. of the
+    conv input in memory sm (padding: 0, or the input zero point for 8-bit codes, which move as bytes)."""
+    x, C, H, W = g[CONV.x] // _size(x_code), g[CONV.c], g[CONV.h], g[CONV.w]
+    kh, kw, sh, sw, pt, pl = g[CONV.kh], g[CONV.kw], g[CONV.sh], g[CONV.sw], g[CONV.pt], g[CONV.pl]
+    dh, dw, OH, OW, cin_off = g[CONV.dh], g[CONV.dw], g[CONV.oh], g[CONV.ow], g[CONV.cin_off]
     kk, P = kh * kw, OH * OW
     # the same type on both sides moves the bits (no conversion); 0 is all-zero bits in every float type
     same32, same16, zero32 = x_code == a_code == FP32, x_code == a_code and _size(a_code) == 2, a_code == FP32
@@ -364,13 +395,13 @@ def matmul(am, a, a_code, wm, w, w_code, acc_f, acc, tm, tk, tn):
 def matmul_int(am, a, wm, w, acc_i, acc, tm, tk, tn, g, m, n0):
     """acc[tm,tn] (int32 view acc_i, byte acc) += (a - a_zp)[tm,tk] @ (w - w_zp[n])[tk,tn]: exact
     products, int32 accumulation that wraps (order-independent). The per-column weight zero
-    points (columns n0.. of the group, DRAM at g[W_ZP]) sit in the array's column registers."""
+    points (columns n0.. of the group, at the descriptor's w_zp in m) sit in the array's column registers."""
     mf, mu, mb, ms = m
-    a_tile = _codes(am, a, tm * tk, g[X_CODE], _x_zero_point(m[3], g)).reshape(tm, tk)
-    w_tile = _codes(wm, w, tk * tn, g[W_CODE], 0).reshape(tk, tn)
-    zp = g[W_ZP] + g[COUT_OFF] + n0             # weight codes: byte address = element index
+    a_tile = _codes(am, a, tm * tk, g[CONV.x_code], _x_zero_point(m[3], g)).reshape(tm, tk)
+    w_tile = _codes(wm, w, tk * tn, g[CONV.w_code], 0).reshape(tk, tn)
+    zp = g[CONV.w_zp] + g[CONV.cout_off] + n0   # weight codes: byte address = element index
     for j in range(tn):
-        z = np.int32(_ldi(mb, ms, zp + j, g[W_CODE]))
+        z = np.int32(_ldi(mb, ms, zp + j, g[CONV.w_code]))
         for k in range(tk):
             w_tile[k, j] -= z
     _accumulate(a_tile, w_tile, acc_i[acc // 4:acc // 4 + tm * tn].reshape(tm, tn), np.empty(tn, np.int32))
@@ -380,7 +411,8 @@ def matmul_int(am, a, wm, w, acc_i, acc, tm, tk, tn, g, m, n0):
 def store_tile(m, g, acc_f, acc, m0, tm, n0, tn, out_code):
     """Accumulator tile (fp32, byte acc) -> the conv output in DRAM, activation applied, rounded once."""
     mf, mu, mb, ms = m
-    OH, OW, out, cout, cout_off, act = g[13], g[14], g[17] // _size(out_code), g[18], g[19], g[20]
+    OH, OW, out, cout = g[CONV.oh], g[CONV.ow], g[CONV.out] // _size(out_code), g[CONV.cout]
+    cout_off, act = g[CONV.cout_off], g[CONV.activation]
     P = OH * OW
     acc //= 4
     for mm in range(tm):
@@ -388,7 +420,7 @@ def store_tile(m, g, acc_f, acc, m0, tm, n0, tn, out_code):
         n, r = mi // P, mi % P
         for j in range(tn):
             v = acc_f[acc + mm * tn + j]
-            if act == 1 and v < 0.0:
+            if act == ACT_RELU and v < 0.0:
                 v = np.float32(0.0)
             _st(mf, mu, out + (n * cout + cout_off + n0 + j) * P + r, out_code, v)
 
@@ -401,8 +433,9 @@ def store_tile_int(m, g, acc_i, acc, m0, tm, n0, tn, out_code):
     says: requantised codes (float or fixed point; a fused ReLU clamps them at the zero point), the
     int32 accumulator, or F(F(acc) * scale[c])."""
     mf, mu, mb, ms = m
-    OH, OW, out, cout, cout_off, act = g[13], g[14], g[17] // _size(out_code), g[18], g[19], g[20]
-    requant, y_zp, scale = g[REQUANT], g[Y_ZP], g[SCALE] // 4
+    OH, OW, out, cout = g[CONV.oh], g[CONV.ow], g[CONV.out] // _size(out_code), g[CONV.cout]
+    cout_off, act = g[CONV.cout_off], g[CONV.activation]
+    requant, y_zp, scale = g[CONV.requant], g[CONV.y_zp], g[CONV.scale] // 4
     P = OH * OW
     acc //= 4
     for mm in range(tm):
@@ -418,10 +451,10 @@ def store_tile_int(m, g, acc_i, acc, m0, tm, n0, tn, out_code):
                 mf[dst] = np.float32(v) * mf[scale + c]
             elif requant == REQ_FIXED:
                 q = _requantize_fixed_point(v, ms[scale + 2 * c], ms[scale + 2 * c + 1], y_zp, out_code)
-                _sti(mb, ms, dst, out_code, max(q, y_zp) if act == 1 else q)
+                _sti(mb, ms, dst, out_code, max(q, y_zp) if act == ACT_RELU else q)
             else:
                 q = _requantize(v, mf[scale + c], y_zp, out_code)
-                if act == 1 and q < y_zp:
+                if act == ACT_RELU and q < y_zp:
                     q = y_zp
                 _sti(mb, ms, dst, out_code, q)
 
@@ -432,33 +465,34 @@ def _row_starts(g, a, b, row):
     output's first five axes flattened; strides from the descriptor, 0 where broadcast)."""
     ia, ib = a, b
     for axis in range(4, -1, -1):
-        i = row % g[5 + axis]
-        row //= g[5 + axis]
-        ia += i * g[11 + axis]
-        ib += i * g[17 + axis]
+        i = row % g[BINARY.shape0 + axis]
+        row //= g[BINARY.shape0 + axis]
+        ia += i * g[BINARY.a_stride0 + axis]
+        ib += i * g[BINARY.b_stride0 + axis]
     return ia, ib
 
 
 @njit(cache=True)
 def binary(m, g, a_code, b_code, d_code):
     mf, mu, mb, ms = m
-    a, b, o, op = g[0] // _size(a_code), g[1] // _size(b_code), g[2] // _size(d_code), g[3]
-    n, sa, sb = g[10], g[16], g[22]                 # the innermost axis: length, strides
+    a, b, o = g[BINARY.a] // _size(a_code), g[BINARY.b] // _size(b_code), g[BINARY.dst] // _size(d_code)
+    op = g[BINARY.op]
+    n, sa, sb = g[BINARY.shape5], g[BINARY.a_stride5], g[BINARY.b_stride5]   # the innermost axis: length, strides
     f32 = a_code == b_code == d_code == FP32
-    for row in range(g[5] * g[6] * g[7] * g[8] * g[9]):
+    for row in range(g[BINARY.shape0] * g[BINARY.shape1] * g[BINARY.shape2] * g[BINARY.shape3] * g[BINARY.shape4]):
         ia, ib = _row_starts(g, a, b, row)
-        if f32 and op == 0:                         # the common case, without per-element type dispatch
+        if f32 and op == ADD:                       # the common case, without per-element type dispatch
             for i in range(n):
                 mf[o + i] = mf[ia + i * sa] + mf[ib + i * sb]
             o += n
             continue
         for i in range(n):
             x, y = _ld(mf, mu, ia + i * sa, a_code), _ld(mf, mu, ib + i * sb, b_code)
-            if op == 0:
+            if op == ADD:
                 _st(mf, mu, o, d_code, x + y)
-            elif op == 1:
+            elif op == SUB:
                 _st(mf, mu, o, d_code, x - y)
-            elif op == 2:
+            elif op == MUL:
                 _st(mf, mu, o, d_code, x * y)
             else:
                 _st(mf, mu, o, d_code, x / y)
@@ -469,18 +503,19 @@ def binary(m, g, a_code, b_code, d_code):
 def qbinary(m, g, fl, code):
     """QLinearAdd (X = a: two FMAs and the contracted constant, as MLAS's AVX2 kernel) or QLinearMul
     (exact integer product, float32 scale, zero point added before rounding), saturated, on 8-bit
-    codes of one type (ints [23:26] zero points of a, b and the output)."""
+    codes of one type (descriptor a_zp, b_zp, y_zp: the zero points)."""
     mf, mu, mb, ms = m
-    a, b, o, op = g[0], g[1], g[2], g[3]       # 8-bit codes: byte addresses are element indices
-    n, sa, sb = g[10], g[16], g[22]
-    za, zb, zc = g[23], g[24], g[25]
-    rx, ry, ratio = np.float32(fl[0]), np.float32(fl[1]), np.float32(fl[0])
+    a, b, o, op = g[BINARY.a], g[BINARY.b], g[BINARY.dst], g[BINARY.op]   # 8-bit codes: byte = element
+    n, sa, sb = g[BINARY.shape5], g[BINARY.a_stride5], g[BINARY.b_stride5]
+    za, zb, zc = g[BINARY.a_zp], g[BINARY.b_zp], g[BINARY.y_zp]
+    rx, ry = np.float32(fl[BINARY_F.a_ratio]), np.float32(fl[BINARY_F.b_ratio])
+    ratio = np.float32(fl[BINARY_F.product_ratio])
     fixed = np.float32(zc) - _fma(rx, np.float32(za), ry * np.float32(zb))
-    for row in range(g[5] * g[6] * g[7] * g[8] * g[9]):
+    for row in range(g[BINARY.shape0] * g[BINARY.shape1] * g[BINARY.shape2] * g[BINARY.shape3] * g[BINARY.shape4]):
         ia, ib = _row_starts(g, a, b, row)
         for i in range(n):
             x, y = _ldi(mb, ms, ia + i * sa, code), _ldi(mb, ms, ib + i * sb, code)
-            if op == 0:
+            if op == ADD:
                 v = _fma(np.float32(x), rx, _fma(np.float32(y), ry, fixed))
             else:
                 v = np.float32(np.float32((x - za) * (y - zb)) * ratio) + np.float32(zc)
@@ -491,40 +526,45 @@ def qbinary(m, g, fl, code):
 @njit(cache=True)
 def relu(m, g, s_code, d_code):
     mf, mu, mb, ms = m
-    src, dst = g[0] // _size(s_code), g[1] // _size(d_code)
-    for j in range(g[2]):
+    src, dst = g[RELU.src] // _size(s_code), g[RELU.dst] // _size(d_code)
+    for j in range(g[RELU.n]):
         _st(mf, mu, dst + j, d_code, max(_ld(mf, mu, src + j, s_code), np.float32(0.0)))
 
 
 @njit(cache=True)
 def copy(m, g, s_code, d_code):
     mf, mu, mb, ms = m
-    src, dst = g[0] // _size(s_code), g[1] // _size(d_code)
+    src, dst = g[COPY.src] // _size(s_code), g[COPY.dst] // _size(d_code)
     codes = _size(s_code) == 1 and _size(d_code) == 1
-    for i0 in range(g[2]):
-        for i1 in range(g[3]):
-            for i2 in range(g[4]):
-                for i3 in range(g[5]):
-                    for i4 in range(g[6]):
-                        s = src + i0 * g[8] + i1 * g[9] + i2 * g[10] + i3 * g[11] + i4 * g[12]
-                        d = dst + i0 * g[14] + i1 * g[15] + i2 * g[16] + i3 * g[17] + i4 * g[18]
+    ss, ds, n5 = g[COPY.src_stride5], g[COPY.dst_stride5], g[COPY.shape5]    # the innermost axis
+    for i0 in range(g[COPY.shape0]):
+        for i1 in range(g[COPY.shape1]):
+            for i2 in range(g[COPY.shape2]):
+                for i3 in range(g[COPY.shape3]):
+                    for i4 in range(g[COPY.shape4]):
+                        s = src + i0 * g[COPY.src_stride0] + i1 * g[COPY.src_stride1] + i2 * g[COPY.src_stride2] \
+                            + i3 * g[COPY.src_stride3] + i4 * g[COPY.src_stride4]
+                        d = dst + i0 * g[COPY.dst_stride0] + i1 * g[COPY.dst_stride1] + i2 * g[COPY.dst_stride2] \
+                            + i3 * g[COPY.dst_stride3] + i4 * g[COPY.dst_stride4]
                         if codes:                    # 8-bit codes move as bytes
-                            for i5 in range(g[7]):
-                                mb[d + i5 * g[19]] = mb[s + i5 * g[13]]
+                            for i5 in range(n5):
+                                mb[d + i5 * ds] = mb[s + i5 * ss]
                             continue
                         if s_code == INT32:          # Cast int32 -> fp32: round half to even
-                            for i5 in range(g[7]):
-                                _st(mf, mu, d + i5 * g[19], d_code, np.float32(ms[s + i5 * g[13]]))
+                            for i5 in range(n5):
+                                _st(mf, mu, d + i5 * ds, d_code, np.float32(ms[s + i5 * ss]))
                             continue
-                        for i5 in range(g[7]):
-                            _st(mf, mu, d + i5 * g[19], d_code, _ld(mf, mu, s + i5 * g[13], s_code))
+                        for i5 in range(n5):
+                            _st(mf, mu, d + i5 * ds, d_code, _ld(mf, mu, s + i5 * ss, s_code))
 
 
 @njit(cache=True)
 def pool(m, g, is_max, s_code, d_code):
     mf, mu, mb, ms = m
-    src, dst, planes, H, W, OH, OW = g[0] // _size(s_code), g[1] // _size(d_code), g[2], g[3], g[4], g[5], g[6]
-    kh, kw, sh, sw, pt, pl, cip, pb, pr = g[7], g[8], g[9], g[10], g[11], g[12], g[13], g[14], g[15]
+    src, dst, planes = g[POOL.src] // _size(s_code), g[POOL.dst] // _size(d_code), g[POOL.planes]
+    H, W, OH, OW, kh, kw = g[POOL.h], g[POOL.w], g[POOL.oh], g[POOL.ow], g[POOL.kh], g[POOL.kw]
+    sh, sw, pt, pl, pb, pr = g[POOL.sh], g[POOL.sw], g[POOL.pt], g[POOL.pl], g[POOL.pb], g[POOL.pr]
+    cip = g[POOL.count_include_pad]
     codes = is_max and _size(s_code) == 1          # maxpool on 8-bit codes (averages: qavgpool)
     for p in range(planes):
         base = src + p * H * W
@@ -562,10 +602,12 @@ def qavgpool(m, g, fl, code):
     zero point added before rounding) or, over a whole plane without pads, QLinearGlobalAveragePool
     (integer sum - x_zp * count, requantised with x_scale / (y_scale * count))."""
     mf, mu, mb, ms = m
-    src, dst, planes, H, W, OH, OW = g[0], g[1], g[2], g[3], g[4], g[5], g[6]   # byte = element
-    kh, kw, sh, sw, pt, pl, cip = g[7], g[8], g[9], g[10], g[11], g[12], g[13]
-    zx, zy, is_global = g[16], g[17], g[18]
-    xs, ys, global_scale = np.float32(fl[0]), np.float32(fl[1]), np.float32(fl[2])
+    src, dst, planes = g[POOL.src], g[POOL.dst], g[POOL.planes]   # 8-bit codes: byte = element
+    H, W, OH, OW, kh, kw = g[POOL.h], g[POOL.w], g[POOL.oh], g[POOL.ow], g[POOL.kh], g[POOL.kw]
+    sh, sw, pt, pl, cip = g[POOL.sh], g[POOL.sw], g[POOL.pt], g[POOL.pl], g[POOL.count_include_pad]
+    zx, zy, is_global = g[POOL.x_zp], g[POOL.y_zp], g[POOL.is_global]
+    xs, ys = np.float32(fl[POOL_F.x_scale]), np.float32(fl[POOL_F.y_scale])
+    global_scale = np.float32(fl[POOL_F.global_scale])
     for p in range(planes):
         base = src + p * H * W
         for oh in range(OH):
@@ -593,8 +635,9 @@ def qavgpool(m, g, fl, code):
 @njit(cache=True)
 def affine(m, g, s_code, scale_code, shift_code, d_code):
     mf, mu, mb, ms = m
-    src, scale, shift = g[0] // _size(s_code), g[1] // _size(scale_code), g[2] // _size(shift_code)
-    dst, N, C, HW = g[3] // _size(d_code), g[4], g[5], g[6]
+    src, dst = g[AFFINE.src] // _size(s_code), g[AFFINE.dst] // _size(d_code)
+    scale, shift = g[AFFINE.scale] // _size(scale_code), g[AFFINE.shift] // _size(shift_code)
+    N, C, HW = g[AFFINE.n], g[AFFINE.c], g[AFFINE.hw]
     for n in range(N):
         for c in range(C):
             s, t = _ld(mf, mu, scale + c, scale_code), _ld(mf, mu, shift + c, shift_code)
@@ -606,8 +649,9 @@ def affine(m, g, s_code, scale_code, shift_code, d_code):
 @njit(cache=True)
 def lrn(m, g, fl, s_code, d_code):
     mf, mu, mb, ms = m
-    src, dst, N, C, HW, size = g[0] // _size(s_code), g[1] // _size(d_code), g[2], g[3], g[4], g[5]
-    alpha, beta, bias = fl[0], fl[1], fl[2]
+    src, dst = g[LRN.src] // _size(s_code), g[LRN.dst] // _size(d_code)
+    N, C, HW, size = g[LRN.n], g[LRN.c], g[LRN.hw], g[LRN.size]
+    alpha, beta, bias = fl[LRN_F.alpha], fl[LRN_F.beta], fl[LRN_F.bias]
     lo, hi = (size - 1) // 2, size - 1 - (size - 1) // 2
     for n in range(N):
         for c in range(C):
@@ -625,7 +669,8 @@ def softmax(m, g, s_code, d_code):
     """exp(x - max) / sum, each exp rounded to fp32; the quotient is rounded once to the
     destination type (no intermediate is stored)."""
     mf, mu, mb, ms = m
-    src, dst, outer, L, inner = g[0] // _size(s_code), g[1] // _size(d_code), g[2], g[3], g[4]
+    src, dst = g[SOFTMAX.src] // _size(s_code), g[SOFTMAX.dst] // _size(d_code)
+    outer, L, inner = g[SOFTMAX.outer], g[SOFTMAX.axis_len], g[SOFTMAX.inner]
     for o in range(outer):
         for i in range(inner):
             base = o * L * inner + i
@@ -646,8 +691,9 @@ def qsoftmax(m, g, fl, code):
     wrapped), a sequential float32 sum, rne(double(e) * floor(F(1 / y_scale)) / sum) + y_zp,
     saturated (the quotient in double, as onnxruntime)."""
     mf, mu, mb, ms = m
-    src, dst, outer, L, inner = g[0], g[1], g[2], g[3], g[4]   # byte = element
-    table, y_zp, c = g[5] // 4, g[6], np.float64(fl[0])
+    src, dst = g[SOFTMAX.src], g[SOFTMAX.dst]   # 8-bit codes: byte = element
+    outer, L, inner = g[SOFTMAX.outer], g[SOFTMAX.axis_len], g[SOFTMAX.inner]
+    table, y_zp, c = g[SOFTMAX.table] // 4, g[SOFTMAX.y_zp], np.float64(fl[SOFTMAX_F.inv_y_scale])
     f = m[0]
     for o in range(outer):
         for i in range(inner):
@@ -671,8 +717,9 @@ def quantize(m, g, is_quantize, s_code, d_code):
     """QuantizeLinear (rne(clamp(F(x / scale), qmin - zp, qmax - zp)) + zp; NaN -> qmin) or
     DequantizeLinear (F(float(q - zp) * scale)), per tensor or along an axis."""
     mf, mu, mb, ms = m
-    src, dst, outer, C, inner = g[0] // _size(s_code), g[1] // _size(d_code), g[2], g[3], g[4]
-    scale, zp = g[5] // 4, g[6] // 4
+    src, dst = g[QUANTIZE.src] // _size(s_code), g[QUANTIZE.dst] // _size(d_code)
+    outer, C, inner = g[QUANTIZE.outer], g[QUANTIZE.c], g[QUANTIZE.inner]
+    scale, zp = g[QUANTIZE.scale] // 4, g[QUANTIZE.zero_point] // 4
     for o in range(outer):
         for c in range(C):
             s, z = mf[scale + c], np.int64(ms[zp + c])
@@ -696,7 +743,8 @@ def dynamic_quantize(m, g):
     scale (fp32) and zero point (int32) are written for the layers that use them. A NaN in x is
     skipped by the range (onnxruntime's vector min/max treats NaN by lane; not modelled)."""
     mf, mu, mb, ms = m
-    src, dst, n, scale_at, zp_at = g[0] // 4, g[1], g[2], g[3] // 4, g[4] // 4
+    src, dst, n = g[DYNAMIC_QUANTIZE.src] // 4, g[DYNAMIC_QUANTIZE.dst], g[DYNAMIC_QUANTIZE.n]
+    scale_at, zp_at = g[DYNAMIC_QUANTIZE.scale] // 4, g[DYNAMIC_QUANTIZE.zero_point] // 4
     lo, hi = np.float32(0.0), np.float32(0.0)
     for i in range(n):
         v = mf[src + i]
@@ -719,87 +767,129 @@ def dynamic_quantize(m, g):
 
 
 @njit(cache=True)
-def execute(opcode, operands, desc_int, desc_float, dram, spad_in, spad_w, acc, in_code, w_code, at):
+def execute(opcode, operands, desc_int, desc_float, memories, memory_codes, at):
     """Run every instruction in program order (dependencies are satisfied by construction).
-    Memories arrive as byte buffers (lengths multiples of 4); in_code, w_code: the scratchpads'
-    element types on float layers (an integer layer's descriptor names its codes). at[0] holds the
-    row being executed, so a caller that catches an error the kernels raise (an index out of bounds,
-    under `bounds_checked_execute`) can name it. Returns -1, or the row of an unknown opcode, where
-    it stopped."""
-    m = (dram.view(np.float32), dram.view(np.uint16), dram, dram.view(np.int32))
-    am = (spad_in.view(np.float32), spad_in.view(np.uint16), spad_in, spad_in.view(np.int32))
-    wm = (spad_w.view(np.float32), spad_w.view(np.uint16), spad_w, spad_w.view(np.int32))
-    acc_m = (acc.view(np.float32), acc.view(np.uint16), acc, acc.view(np.int32))
-    f, wf = m[0], wm[0]
+    memories: per memory id (Program.memories), the (float32, uint16, uint8, int32) views of its
+    byte buffer (sim/run.py memory_views; lengths multiples of 4); memory_codes: per memory id, the
+    DTYPE_CODE of its elements (-1: DRAM, where instructions name them). On float layers the matrix
+    operands have their memory's type; an integer layer's descriptor names its codes. at[0] holds
+    the row being executed, so a caller that catches an error the kernels raise (an index out of
+    bounds, under `bounds_checked_execute`) can name it. Returns -1, or the row of an unknown
+    opcode, where it stopped."""
     for i in range(len(opcode)):
         op, a = opcode[i], operands[i]
         at[0] = i
-        if op < LOAD_IM2COL or op > VEC_DYNAMIC_QUANTIZE:
+        if op < 0 or op >= N_OPCODES:
             return i
-        if op == LOAD_IM2COL:
-            load_im2col(m, desc_int[a[0]], a[1], a[2], a[3], a[4], a[6], am, a[5], in_code)
-        elif op == LOAD_WEIGHTS:
-            src, tk, tn, stride, dst, s_code = a[0], a[1], a[2], a[3], a[4], a[5]
-            s, d = src // _size(s_code), dst // _size(w_code)
+        if op == OPCODE.load_im2col:
+            load_im2col(memories[IM2COL_X], desc_int[a[IM2COL.desc]], a[IM2COL.m0], a[IM2COL.tm], a[IM2COL.k0],
+                        a[IM2COL.tk], a[IM2COL.src_dtype], memories[IM2COL_DST], a[IM2COL.dst],
+                        memory_codes[IM2COL_DST])
+        elif op == OPCODE.load_weights:
+            sm, dm = memories[WEIGHTS_SRC], memories[WEIGHTS_DST]
+            tk, tn, stride = a[WEIGHTS.tk], a[WEIGHTS.tn], a[WEIGHTS.src_row_elems]
+            s_code, d_code = a[WEIGHTS.src_dtype], memory_codes[WEIGHTS_DST]
+            s, d = a[WEIGHTS.src] // _size(s_code), a[WEIGHTS.dst] // _size(d_code)
             for k in range(tk):
-                if s_code == w_code == FP32:    # the common case, on views taken once (via _move: 2x slower)
-                    wf[d + k * tn: d + (k + 1) * tn] = f[s + k * stride: s + k * stride + tn]
+                if s_code == d_code == FP32:    # the common case, on fp32 views (via _move: 2x slower)
+                    dm[0][d + k * tn: d + (k + 1) * tn] = sm[0][s + k * stride: s + k * stride + tn]
                 else:
-                    _move(m, s + k * stride, s_code, wm, d + k * tn, w_code, tn)
-        elif op == LOAD_BIAS:
-            src, tm, tn, s_code = a[0], a[1], a[2], a[4]
-            dst = a[3] // 4                     # the accumulator holds 4-byte elements (fp32 or int32)
-            acc_code = INT32 if s_code == INT32 else FP32
+                    _move(sm, s + k * stride, s_code, dm, d + k * tn, d_code, tn)
+        elif op == OPCODE.load_bias:
+            sm, dm = memories[BIAS_SRC], memories[BIAS_DST]
+            src, tm, tn, s_code = a[BIAS.src], a[BIAS.tm], a[BIAS.tn], a[BIAS.src_dtype]
+            d_code = memory_codes[BIAS_DST]
+            dst = a[BIAS.dst] // _size(d_code)  # an accumulator: 4-byte elements (fp32 or int32)
             if src < 0:
-                acc_m[3][dst:dst + tm * tn] = 0
+                dm[3][dst:dst + tm * tn] = 0
             else:
                 for mm in range(tm):
-                    _move(m, src // _size(s_code), s_code, acc_m, dst + mm * tn, acc_code, tn)
-        elif op == MATMUL:
-            g = desc_int[a[6]]
-            if g[REQUANT] == REQ_FLOAT:
-                matmul(am, a[0], in_code, wm, a[1], w_code, acc_m[0], a[2], a[3], a[4], a[5])
+                    _move(sm, src // _size(s_code), s_code, dm, dst + mm * tn, d_code, tn)
+        elif op == OPCODE.matmul:
+            g = desc_int[a[MATMUL.desc]]
+            am, wm, accm = memories[MATMUL_A], memories[MATMUL_W], memories[MATMUL_ACC]
+            tm, tk, tn = a[MATMUL.tm], a[MATMUL.tk], a[MATMUL.tn]
+            if g[CONV.requant] == REQ_FLOAT:
+                matmul(am, a[MATMUL.a], memory_codes[MATMUL_A], wm, a[MATMUL.w], memory_codes[MATMUL_W],
+                       accm[0], a[MATMUL.acc], tm, tk, tn)
             else:
-                matmul_int(am, a[0], wm, a[1], acc_m[3], a[2], a[3], a[4], a[5], g, m, a[7])
-        elif op == STORE_TILE:
-            g = desc_int[a[0]]
-            if g[REQUANT] == REQ_FLOAT:
-                store_tile(m, g, acc_m[0], a[1], a[2], a[3], a[4], a[5], a[6])
+                matmul_int(am, a[MATMUL.a], wm, a[MATMUL.w], accm[3], a[MATMUL.acc], tm, tk, tn, g,
+                           memories[MATMUL_DESC], a[MATMUL.n0])
+        elif op == OPCODE.store_tile:
+            g = desc_int[a[STORE.desc]]
+            m, accm = memories[STORE_OUT], memories[STORE_ACC]
+            if g[CONV.requant] == REQ_FLOAT:
+                store_tile(m, g, accm[0], a[STORE.acc], a[STORE.m0], a[STORE.tm], a[STORE.n0], a[STORE.tn],
+                           a[STORE.dst_dtype])
             else:
-                store_tile_int(m, g, acc_m[3], a[1], a[2], a[3], a[4], a[5], a[6])
+                store_tile_int(m, g, accm[3], a[STORE.acc], a[STORE.m0], a[STORE.tm], a[STORE.n0], a[STORE.tn],
+                               a[STORE.dst_dtype])
         else:
-            g, fl = desc_int[a[0]], desc_float[a[0]]
-            quantised = _size(a[1]) == 1 and op != VEC_COPY and op != VEC_MAXPOOL   # on 8-bit codes
-            if op == VEC_RELU:
-                relu(m, g, a[1], a[2])
-            elif op == VEC_BINARY:
-                if quantised:
-                    qbinary(m, g, fl, a[1])
-                else:
-                    binary(m, g, a[1], a[2], a[3])
-            elif op == VEC_AFFINE:
-                affine(m, g, a[1], a[2], a[3], a[4])
-            elif op == VEC_AVGPOOL and quantised:
-                qavgpool(m, g, fl, a[1])
-            elif op == VEC_MAXPOOL or op == VEC_AVGPOOL:
-                pool(m, g, op == VEC_MAXPOOL, a[1], a[2])
-            elif op == VEC_LRN:
-                lrn(m, g, fl, a[1], a[2])
-            elif op == VEC_SOFTMAX and quantised:
-                qsoftmax(m, g, fl, a[1])
-            elif op == VEC_SOFTMAX:
-                softmax(m, g, a[1], a[2])
-            elif op == VEC_COPY:
-                copy(m, g, a[1], a[2])
-            elif op == VEC_QUANTIZE or op == VEC_DEQUANTIZE:
-                quantize(m, g, op == VEC_QUANTIZE, a[1], a[2])
-            elif op == VEC_DYNAMIC_QUANTIZE:
-                dynamic_quantize(m, g)
-            elif op == VEC_LOOKUP:
-                src, dst, table = g[0], g[1], g[3]     # 8-bit codes: byte addresses are indices
-                for j in range(g[2]):
-                    m[2][dst + j] = m[2][table + np.int64(m[2][src + j])]
+            _vector(op, a, desc_int, desc_float, memories[VECTOR_MEMORY])
     return -1
+
+
+@njit(cache=True, inline="always")   # part of execute (compiled apart, it links every vector kernel again)
+def _vector(op, a, desc_int, desc_float, m):
+    """One vector-unit instruction (operands a) on memory m, which its descriptor addresses."""
+    if op == OPCODE.vec_relu:
+        relu(m, desc_int[a[V_RELU.desc]], a[V_RELU.src_dtype], a[V_RELU.dst_dtype])
+    elif op == OPCODE.vec_binary:
+        g, fl = desc_int[a[V_BINARY.desc]], desc_float[a[V_BINARY.desc]]
+        if _size(a[V_BINARY.a_dtype]) == 1:         # on 8-bit codes
+            qbinary(m, g, fl, a[V_BINARY.a_dtype])
+        else:
+            binary(m, g, a[V_BINARY.a_dtype], a[V_BINARY.b_dtype], a[V_BINARY.dst_dtype])
+    elif op == OPCODE.vec_affine:
+        affine(m, desc_int[a[V_AFFINE.desc]], a[V_AFFINE.src_dtype], a[V_AFFINE.scale_dtype], a[V_AFFINE.shift_dtype],
+               a[V_AFFINE.dst_dtype])
+    elif op == OPCODE.vec_avgpool and _size(a[V_AVGPOOL.src_dtype]) == 1:
+        qavgpool(m, desc_int[a[V_AVGPOOL.desc]], desc_float[a[V_AVGPOOL.desc]], a[V_AVGPOOL.src_dtype])
+    elif op == OPCODE.vec_maxpool or op == OPCODE.vec_avgpool:
+        is_max = op == OPCODE.vec_maxpool     # a run-time flag: a literal True/False compiles pool twice
+        if is_max:
+            g, s_code, d_code = desc_int[a[V_MAXPOOL.desc]], a[V_MAXPOOL.src_dtype], a[V_MAXPOOL.dst_dtype]
+        else:
+            g, s_code, d_code = desc_int[a[V_AVGPOOL.desc]], a[V_AVGPOOL.src_dtype], a[V_AVGPOOL.dst_dtype]
+        pool(m, g, is_max, s_code, d_code)
+    elif op == OPCODE.vec_lrn:
+        lrn(m, desc_int[a[V_LRN.desc]], desc_float[a[V_LRN.desc]], a[V_LRN.src_dtype], a[V_LRN.dst_dtype])
+    elif op == OPCODE.vec_softmax and _size(a[V_SOFTMAX.src_dtype]) == 1:
+        qsoftmax(m, desc_int[a[V_SOFTMAX.desc]], desc_float[a[V_SOFTMAX.desc]], a[V_SOFTMAX.src_dtype])
+    elif op == OPCODE.vec_softmax:
+        softmax(m, desc_int[a[V_SOFTMAX.desc]], a[V_SOFTMAX.src_dtype], a[V_SOFTMAX.dst_dtype])
+    elif op == OPCODE.vec_copy:
+        copy(m, desc_int[a[V_COPY.desc]], a[V_COPY.src_dtype], a[V_COPY.dst_dtype])
+    elif op == OPCODE.vec_quantize or op == OPCODE.vec_dequantize:
+        is_quantize = op == OPCODE.vec_quantize
+        if is_quantize:
+            g, s_code, d_code = desc_int[a[V_QUANTIZE.desc]], a[V_QUANTIZE.src_dtype], a[V_QUANTIZE.dst_dtype]
+        else:
+            g, s_code, d_code = desc_int[a[V_DEQUANTIZE.desc]], a[V_DEQUANTIZE.src_dtype], a[V_DEQUANTIZE.dst_dtype]
+        quantize(m, g, is_quantize, s_code, d_code)
+    elif op == OPCODE.vec_dynamic_quantize:
+        dynamic_quantize(m, desc_int[a[V_DYNAMIC_QUANTIZE.desc]])
+    elif op == OPCODE.vec_lookup:
+        g = desc_int[a[V_LOOKUP.desc]]
+        src, dst, table = g[LOOKUP.src], g[LOOKUP.dst], g[LOOKUP.table]   # 8-bit codes: byte = element
+        for j in range(g[LOOKUP.n]):
+            m[2][dst + j] = m[2][table + np.int64(m[2][src + j])]
+
+
+@njit(cache=True)
+def _layout():
+    """The fingerprint of the layout tables this module's cached code was compiled with."""
+    return LAYOUT
+
+
+@functools.cache
+def executor(boundscheck: bool = False):
+    """`execute` (with boundscheck: `bounds_checked_execute()`), its Numba cache first made fresh for
+    the current layout tables (compiler/numba_cache.py)."""
+    if boundscheck:
+        return bounds_checked_execute()
+    numba_cache.refresh(globals())
+    return execute
 
 
 @functools.cache
@@ -817,6 +907,7 @@ def bounds_checked_execute():
             copy.__qualname__ = f"{f.__qualname__}_boundscheck"
             inline = kernel.targetoptions.get("inline", "never")
             namespace[name] = njit(cache=True, boundscheck=True, inline=inline)(copy)
+    numba_cache.refresh(namespace)
     return namespace["execute"]
 
 

@@ -1,28 +1,31 @@
 """Plain NumPy reference executor: what each Program instruction means, slow and obvious.
 
 `execute(program, inputs)` runs the same instruction table as sim/kernels.py with
-NumPy array operations on the same simulated memories (byte buffers, each operand
-read and written in its element type through compiler/numerics.py) and returns the
-outputs. It follows the datapath sim/kernels.py declares: values widen to fp32 on
-every read, GEMMs accumulate in fp32 one k at a time (bias first, no FMA), and each
-result is rounded once to its destination's type. Tests require the Numba kernels to
-equal it bit for bit on the GEMM path, data movement, pooling, elementwise ops and
-softmax (both take exp in float64 from the C library), for every element type, and
-within float rounding on LRN (a float64 power). Float datapaths only (the integer
-datapath's reference is onnxruntime itself). Not used by `simulate`. An unknown opcode, or an
-access outside a memory, is a SimError naming the row.
+NumPy array operations on the same simulated memories (byte buffers by memory id, each
+operand read and written in its element type through compiler/numerics.py) and returns
+the outputs. Operands and descriptor fields are read by name (OPCODES, DESC), each address
+in the memory ADDRESS_MEMORY gives it. It follows the datapath sim/kernels.py declares:
+values widen to fp32 on every read, GEMMs accumulate in fp32 one k at a time (bias
+first, no FMA), and each result is rounded once to its destination's type. Tests require
+the Numba kernels to equal it bit for bit on the GEMM path, data movement, pooling,
+elementwise ops and softmax (both take exp in float64 from the C library), for every
+element type, and within float rounding on LRN (a float64 power). Float datapaths only
+(the integer datapath's reference is onnxruntime itself). Not used by `simulate`. An
+unknown opcode, or an access outside a memory, is a SimError naming the row.
 """
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from compiler.numerics import STORAGE, decode, encode
-from compiler.program import CONV, DATATYPES, ELEMENT_BYTES, OPCODE_NAMES, OPCODES, Program
+from compiler.program import (ACTIVATION_ID, ADDRESS_MEMORY, BINARY_OPS, CONV, DATATYPES, DESC, DESC_FLOAT,
+                              ELEMENT_BYTES, MAX_RANK, OPCODE_NAMES, OPCODES, Program)
 from sim.errors import SimError
-from sim.run import check_datapath, onchip_memories, place_inputs, read_outputs
+from sim.run import check_datapath, memory_buffers, place_inputs, read_outputs
 
 
 class Memory:
@@ -68,10 +71,11 @@ class Memory:
 
 
 def _conv(g) -> dict:
-    return {name: int(g[i]) for name, i in CONV.items()}
+    return {field.name: int(g[field]) for field in CONV}
 
 
 def _im2col(dram: Memory, g, m0, tm, k0, tk, x_dtype):
+    """The [tm, tk] im2col tile at rows m0.., columns k0.. of the conv input (0 where padded)."""
     d = _conv(g)
     x = dram.read(d["x"], (d["n"], d["c"], d["h"], d["w"]), x_dtype)
     m, k = np.arange(m0, m0 + tm)[:, None], np.arange(k0, k0 + tk)[None, :]
@@ -87,7 +91,7 @@ def _im2col(dram: Memory, g, m0, tm, k0, tk, x_dtype):
 
 def _store(dram: Memory, g, tile, m0, n0, dtype):
     d = _conv(g)
-    if d["activation"] == 1:
+    if d["activation"] == ACTIVATION_ID["relu"]:
         tile = np.maximum(tile, np.float32(0))
     pixels = d["oh"] * d["ow"]
     m = np.arange(m0, m0 + tile.shape[0])[:, None]
@@ -95,45 +99,50 @@ def _store(dram: Memory, g, tile, m0, n0, dtype):
     dram.scatter(d["out"], ((m // pixels) * d["cout"] + j) * pixels + m % pixels, tile, dtype)
 
 
-def _vector(op, dram: Memory, g, f, codes):
-    g = [int(v) for v in g]
-    src, dst = codes[0], codes[-1]
+def _vector(op, m: Memory, d, f, o):
+    """One vector-unit instruction: descriptor fields d and float fields f, operands o, by name."""
     if op == "vec_relu":
-        dram.write(g[1], np.maximum(dram.read(g[0], g[2], src), np.float32(0)), dst)
+        m.write(d.dst, np.maximum(m.read(d.src, d.n, o.src_dtype), np.float32(0)), o.dst_dtype)
     elif op == "vec_binary":
-        shape = g[5:11]
-        a, b = dram.read(g[0], shape, codes[0], g[11:17]), dram.read(g[1], shape, codes[1], g[17:23])
-        fn = (np.add, np.subtract, np.multiply, np.divide)[g[3]]
-        dram.write(g[2], fn(a, b), dst)
+        shape = _group(d, "shape")
+        a = m.read(d.a, shape, o.a_dtype, _group(d, "a_stride"))
+        b = m.read(d.b, shape, o.b_dtype, _group(d, "b_stride"))
+        fn = {BINARY_OPS["add"]: np.add, BINARY_OPS["sub"]: np.subtract, BINARY_OPS["mul"]: np.multiply,
+              BINARY_OPS["div"]: np.divide}[d.op]
+        m.write(d.dst, fn(a, b), o.dst_dtype)
     elif op == "vec_copy":
-        shape = g[2:8]
-        dram.write(g[1], dram.read(g[0], shape, src, g[8:14]), dst, g[14:20])
+        m.write(d.dst, m.read(d.src, _group(d, "shape"), o.src_dtype, _group(d, "src_stride")), o.dst_dtype,
+                _group(d, "dst_stride"))
     elif op == "vec_affine":
-        n, c, hw = g[4:7]
-        x = dram.read(g[0], (n, c, hw), src)
-        s, t = dram.read(g[1], c, codes[1]), dram.read(g[2], c, codes[2])
-        dram.write(g[3], x * s[:, None] + t[:, None], dst)
+        x = m.read(d.src, (d.n, d.c, d.hw), o.src_dtype)
+        s, t = m.read(d.scale, d.c, o.scale_dtype), m.read(d.shift, d.c, o.shift_dtype)
+        m.write(d.dst, x * s[:, None] + t[:, None], o.dst_dtype)
     elif op in ("vec_maxpool", "vec_avgpool"):
-        dram.write(g[1], _pool(dram.read(g[0], g[2:5], src), g, op == "vec_maxpool"), dst)
+        m.write(d.dst, _pool(m.read(d.src, (d.planes, d.h, d.w), o.src_dtype), d, op == "vec_maxpool"),
+                o.dst_dtype)
     elif op == "vec_lrn":
-        n, c, hw, size = g[2:6]
-        x = dram.read(g[0], (n, c, hw), src)
-        lo, hi = (size - 1) // 2, size - 1 - (size - 1) // 2
-        sq = np.stack([(x[:, max(0, i - lo): min(c, i + hi + 1)] ** 2).sum(1) for i in range(c)], 1)
-        dram.write(g[1], x / (f[2] + f[0] / size * sq) ** f[1], dst)
+        x = m.read(d.src, (d.n, d.c, d.hw), o.src_dtype)
+        lo, hi = (d.size - 1) // 2, d.size - 1 - (d.size - 1) // 2
+        sq = np.stack([(x[:, max(0, i - lo): min(d.c, i + hi + 1)] ** 2).sum(1) for i in range(d.c)], 1)
+        m.write(d.dst, x / (f.bias + f.alpha / d.size * sq) ** f.beta, o.dst_dtype)
     elif op == "vec_softmax":
-        outer, length, inner = g[2:5]
-        x = dram.read(g[0], (outer, length, inner), src).astype(np.float64)
+        x = m.read(d.src, (d.outer, d.axis_len, d.inner), o.src_dtype).astype(np.float64)
         with np.errstate(invalid="ignore"):     # Inf - Inf is NaN, as in the kernel
             shifted = x - x.max(1, keepdims=True)
         e = np.array([math.exp(v) for v in shifted.ravel()], np.float64).reshape(x.shape).astype(np.float32)
         total = np.cumsum(e, axis=1, dtype=np.float32)[:, -1:]     # fp32, one term at a time
-        dram.write(g[1], e / total, dst)
+        m.write(d.dst, e / total, o.dst_dtype)
 
 
-def _pool(x, g, is_max):
+def _group(d, stem: str) -> list:
+    """A descriptor field group (shape0 .. shape5) as a list."""
+    return [getattr(d, f"{stem}{i}") for i in range(MAX_RANK)]
+
+
+def _pool(x, d, is_max):
     """Pooling in float64 over window offsets in row-major order (the kernel's order)."""
-    planes, h, w, oh, ow, kh, kw, sh, sw, pt, pl, cip, pb, pr = g[2:16]
+    planes, h, w, oh, ow, kh, kw = d.planes, d.h, d.w, d.oh, d.ow, d.kh, d.kw
+    sh, sw, pt, pl, cip, pb, pr = d.sh, d.sw, d.pt, d.pl, d.count_include_pad, d.pb, d.pr
     fill = -np.inf if is_max else 0.0
     padded = np.full((planes, pt + max(h + pb, (oh - 1) * sh + kh), pl + max(w + pr, (ow - 1) * sw + kw)),
                      fill, np.float64)
@@ -157,45 +166,52 @@ def _pool(x, g, is_max):
 def execute(program: Program, inputs: dict) -> dict:
     """Outputs of `program` on `inputs`, computed instruction by instruction in NumPy."""
     check_datapath(program)
-    if program.onchip_dtype("accumulator") != "fp32":
+    accumulator = program.addressed("matmul", "acc")
+    if accumulator is not None and accumulator.dtype != "fp32":
         raise SimError("the NumPy reference executor defines the float datapaths; the integer datapath is "
                        "checked against onnxruntime and tests/ir_reference.py (tests/e2e/test_int8_models.py)")
     raw = program.dram_image()
     place_inputs(program, inputs, raw)
-    dram = Memory(raw)
-    mem = {name: Memory(buf) for name, buf in onchip_memories(program).items()}
-    spad, wbuf, acc = mem["input_scratchpad"], mem["weight_scratchpad"], mem["accumulator"]
+    memories = [Memory(buffer) for buffer in memory_buffers(program, raw)]       # by id
+    types = [m.dtype for m in program.memories] + ["fp32"] * (len(memories) - len(program.memories))
     ins = program.instructions
     for i in range(len(ins)):
         code = int(ins.opcode[i])
         if not 0 <= code < len(OPCODE_NAMES):
             raise SimError(f"row {i}: unknown opcode {code}; the reference executor defines opcodes "
                            f"0..{len(OPCODE_NAMES) - 1} ({', '.join(OPCODE_NAMES)})")
+        op = OPCODE_NAMES[code]
+        operands = SimpleNamespace(**{name: int(v) for name, v in zip(OPCODES[op][1], ins.operands[i])})
         try:
-            _execute_row(program, OPCODE_NAMES[code], [int(v) for v in ins.operands[i]], dram, spad, wbuf, acc)
+            _execute_row(program, op, operands, memories, types)
         except IndexError as exc:
-            raise SimError(f"row {i} {OPCODE_NAMES[code]}: {exc}") from None
+            raise SimError(f"row {i} {op}: {exc}") from None
     return read_outputs(program, raw)
 
 
-def _execute_row(program: Program, op: str, a: list, dram: Memory, spad: Memory, wbuf: Memory, acc: Memory):
-    """One instruction, its operands `a` in OPCODES order (an access outside a memory: IndexError)."""
-    a_type, w_type = program.onchip_dtype("input_scratchpad"), program.onchip_dtype("weight_scratchpad")
+def _execute_row(program: Program, op: str, o: SimpleNamespace, memories: list, types: list):
+    """One instruction, its operands `o` by name, on the memories by id (ADDRESS_MEMORY says which each
+    address lies in; an access outside a memory: IndexError)."""
+    at = ADDRESS_MEMORY[op]
     if op == "load_im2col":
-        spad.write(a[5], _im2col(dram, program.desc_int[a[0]], *a[1:5], a[6]), a_type)
+        tile = _im2col(memories[at.desc], program.desc_int[o.desc], o.m0, o.tm, o.k0, o.tk, o.src_dtype)
+        memories[at.dst].write(o.dst, tile, types[at.dst])
     elif op == "load_weights":
-        wbuf.write(a[4], dram.read(a[0], (a[1], a[2]), a[5], (a[3], 1)), w_type)
+        tile = memories[at.src].read(o.src, (o.tk, o.tn), o.src_dtype, (o.src_row_elems, 1))
+        memories[at.dst].write(o.dst, tile, types[at.dst])
     elif op == "load_bias":
-        bias = dram.read(a[0], a[2], a[4]) if a[0] >= 0 else np.zeros(a[2], np.float32)
-        acc.write(a[3], np.tile(bias, a[1]), "fp32")
+        bias = memories[at.src].read(o.src, o.tn, o.src_dtype) if o.src >= 0 else np.zeros(o.tn, np.float32)
+        memories[at.dst].write(o.dst, np.tile(bias, o.tm), types[at.dst])
     elif op == "matmul":
-        tm, tk, tn = a[3:6]
-        at, wt = spad.read(a[0], (tm, tk), a_type), wbuf.read(a[1], (tk, tn), w_type)
-        _, ct = acc.strided(a[2], (tm, tn), (tn, 1), "fp32")    # the accumulator tile, in place
-        for k in range(tk):  # the declared order: one k at a time, product rounded, then added
-            ct += np.multiply(at[:, k:k + 1], wt[k:k + 1, :])
+        a = memories[at.a].read(o.a, (o.tm, o.tk), types[at.a])
+        w = memories[at.w].read(o.w, (o.tk, o.tn), types[at.w])
+        _, acc = memories[at.acc].strided(o.acc, (o.tm, o.tn), (o.tn, 1), types[at.acc])   # the tile, in place
+        for k in range(o.tk):  # the declared order: one k at a time, product rounded, then added
+            acc += np.multiply(a[:, k:k + 1], w[k:k + 1, :])
     elif op == "store_tile":
-        _store(dram, program.desc_int[a[0]], acc.read(a[1], (a[3], a[5]), "fp32"), a[2], a[4], a[6])
+        tile = memories[at.acc].read(o.acc, (o.tm, o.tn), types[at.acc])
+        _store(memories[at.desc], program.desc_int[o.desc], tile, o.m0, o.n0, o.dst_dtype)
     else:
-        codes = a[1:len(OPCODES[op][1])]    # the dtype operands: inputs in order, then the result
-        _vector(op, dram, program.desc_int[a[0]], program.desc_float[a[0]], codes)
+        d = SimpleNamespace(**{field.name: int(program.desc_int[o.desc, field]) for field in DESC[op]})
+        f = SimpleNamespace(**{field.name: float(program.desc_float[o.desc, field]) for field in DESC_FLOAT[op]})
+        _vector(op, memories[at.desc], d, f, o)

@@ -2,7 +2,8 @@
 mode) or only time (timing mode) the same instruction table, read outputs back
 from DRAM and collect Stats.
 
-Memories are byte buffers (the DRAM image, and one per on-chip memory); inputs are
+Memories are byte buffers, one per memory the Program declares (Program.memories, by id:
+the DRAM image, then the target's on-chip memories), handed to the kernels by id; inputs are
 encoded in their region's element type when placed (fp32 -> bf16/fp16 rounds to
 nearest even, compiler/numerics.py) and float outputs are widened exactly to float32
 (integer outputs, the codes of a quantised model, come back as stored).
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from compiler.numerics import FLOAT_TYPES, INT_TYPES, STORAGE, decode, encode
-from compiler.program import DTYPE_CODE, DTYPE_OPERANDS, ENGINES, OPCODE_NAMES, OPCODES, Program
+from compiler.program import ADDRESS_MEMORY, DRAM, DTYPE_CODE, DTYPE_OPERANDS, ENGINES, OPCODE_NAMES, OPCODES, Program
 from sim import kernels
 from sim.errors import SimError
 from sim.stats import Stats, collect
@@ -67,9 +68,22 @@ def read_outputs(program: Program, dram: np.ndarray, names=None) -> dict:
     return outputs
 
 
-def onchip_memories(program: Program) -> dict:
-    """A zeroed byte buffer per on-chip memory (whole 4-byte words, so every typed view fits)."""
-    return {name: np.zeros(max(-(-size // 4) * 4, 4), np.uint8) for name, size in program.onchip.items()}
+# Memory ids the opcodes address (compiler.program.ADDRESS_MEMORY): the kernels receive at least these
+MEMORY_IDS = 1 + max(memory for addresses in ADDRESS_MEMORY.values() for memory in addresses)
+
+
+def memory_buffers(program: Program, dram: np.ndarray) -> list:
+    """A byte buffer per memory id: `dram` (the DRAM image) for memory 0, a zeroed one for each other
+    memory the program declares (whole 4-byte words, so every typed view fits), and an empty word
+    for an id an opcode names that the program does not declare (verify keeps instructions off it)."""
+    buffers = [np.zeros(max(-(-m.nbytes // 4) * 4, 4), np.uint8) for m in program.memories]
+    buffers[DRAM] = dram
+    return buffers + [np.zeros(4, np.uint8) for _ in range(len(buffers), MEMORY_IDS)]
+
+
+def memory_views(buffers: list) -> tuple:
+    """The kernels' memories: per id, the (float32, uint16, uint8, int32) views of its buffer."""
+    return tuple((b.view(np.float32), b.view(np.uint16), b, b.view(np.int32)) for b in buffers)
 
 
 def check_datapath(program: Program) -> None:
@@ -78,7 +92,7 @@ def check_datapath(program: Program) -> None:
     int32 for 8-bit ones."""
     implemented = FLOAT_TYPES + INT_TYPES
     types = {"region " + r.name: r.dtype for r in program.regions.values()}
-    types.update({m: program.onchip_dtype(m) for m in program.onchip})
+    types.update({m.name: m.dtype for m in program.memories if m.dtype is not None})
     bad = [(where, t) for where, t in types.items() if t not in implemented]
     ins = program.instructions
     known = (ins.opcode >= 0) & (ins.opcode < len(OPCODE_NAMES))    # the executors refuse the others
@@ -89,9 +103,10 @@ def check_datapath(program: Program) -> None:
     wrong = codes[~np.isin(codes, [DTYPE_CODE[t] for t in implemented])]
     if len(wrong):
         bad.append(("a *_dtype operand", f"code {int(wrong[0])}"))
-    accumulator = "int32" if program.onchip_dtype("input_scratchpad") in INT_TYPES else "fp32"
-    if program.onchip_dtype("accumulator") != accumulator:
-        bad.append(("accumulator", program.onchip_dtype("accumulator")))
+    operand, accumulator = program.addressed("matmul", "a"), program.addressed("matmul", "acc")
+    if operand is not None and accumulator is not None and \
+            accumulator.dtype != ("int32" if operand.dtype in INT_TYPES else "fp32"):
+        bad.append((accumulator.name, accumulator.dtype))
     if bad:
         raise SimError(f"{bad[0][0]} holds {bad[0][1]}; the simulator executes {', '.join(FLOAT_TYPES)} "
                        f"with an fp32 accumulator, and uint8/int8 codes with an int32 accumulator")
@@ -109,15 +124,14 @@ def execute(program: Program, inputs: dict, boundscheck: bool = False) -> np.nda
     check_datapath(program)
     dram = program.dram_image()
     place_inputs(program, inputs, dram)
-    onchip = onchip_memories(program)
+    memories = memory_views(memory_buffers(program, dram))
+    codes = np.array([DTYPE_CODE[m.dtype] if m.dtype else -1 for m in program.memories]
+                     + [-1] * (len(memories) - len(program.memories)), np.int64)    # per memory id
     ins = program.instructions
     at = np.zeros(1, np.int64)
-    run = kernels.bounds_checked_execute() if boundscheck else kernels.execute
     try:
-        stopped = run(ins.opcode, ins.operands, program.desc_int, program.desc_float, dram,
-                      onchip["input_scratchpad"], onchip["weight_scratchpad"], onchip["accumulator"],
-                      DTYPE_CODE[program.onchip_dtype("input_scratchpad")],
-                      DTYPE_CODE[program.onchip_dtype("weight_scratchpad")], at)
+        stopped = kernels.executor(boundscheck)(ins.opcode, ins.operands, program.desc_int, program.desc_float,
+                                                memories, codes, at)
     except IndexError as exc:
         if not boundscheck:
             raise

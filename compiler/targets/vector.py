@@ -1,19 +1,20 @@
 """Lowering of non-GEMM IR ops onto the vector unit: one instruction per op,
 streaming its operands from DRAM and its result back (the unit's own buffers
-are not modelled). Each emits a descriptor (layouts below), names the element
-type of each DRAM operand in its *_dtype operands (inputs in order, then the
-result), and records the DRAM bytes and element-ops the timing model charges.
+are not modelled). Each emits a descriptor (compiler.program.DESC_FIELDS, written
+by field name; summarised below), names the element type of each DRAM operand in
+its *_dtype operands (inputs in order, then the result), and records the DRAM bytes
+and element-ops the timing model charges.
 Constant operands (an affine's scale and shift, a binary op's constant) are
 placed in the weight type; results are stored in the activation type.
 
 Descriptor int fields per opcode:
   vec_relu     src dst n
-  vec_binary   a b dst op rank shape[6] a_strides[6] b_strides[6]   (elements; 0 = broadcast)
+  vec_binary   a b dst op rank shape[6] a_stride[6] b_stride[6]   (elements; 0 = broadcast)
   vec_affine   src scale shift dst n c hw
   vec_*pool    src dst planes h w oh ow kh kw sh sw pt pl count_include_pad pb pr
   vec_lrn      src dst n c hw size            floats: alpha beta bias
   vec_softmax  src dst outer axis_len inner
-  vec_copy     src dst shape[6] src_strides[6] dst_strides[6]
+  vec_copy     src dst shape[6] src_stride[6] dst_stride[6]
   vec_quantize, vec_dequantize  src dst outer c inner scale zero_point   (fp32[c], int32[c] in DRAM)
   vec_lookup   src dst n table                (table: 256 entries of dst's type, indexed by code bits)
   vec_dynamic_quantize  src dst n scale zero_point   (DynamicQuantizeLinear: fp32 x -> uint8 codes, and
@@ -21,10 +22,10 @@ Descriptor int fields per opcode:
 
 On 8-bit codes (quantised tensors; docs/int8_datapath.md section 3) the kernels take
 onnxruntime's arithmetic from the operand types, with these extra fields:
-  vec_binary   ints [23:26] zero points of X, Y and the output; floats add: rX rY; mul: ratio
+  vec_binary   a_zp b_zp y_zp; floats add: a_ratio b_ratio (rX rY); mul: product_ratio
                (add: X is the span operand onnxruntime's kernel sees, so a and b may be swapped)
-  vec_avgpool  ints [16:19] x_zp y_zp global; floats x_scale y_scale global_scale
-  vec_softmax  ints [5:7] table y_zp; floats floor(F(1 / y_scale))
+  vec_avgpool  x_zp y_zp is_global; floats x_scale y_scale global_scale
+  vec_softmax  table y_zp; floats inv_y_scale = floor(F(1 / y_scale))
 maxpool, transpose, concat and copies move codes unchanged.
 """
 from __future__ import annotations
@@ -33,7 +34,7 @@ import numpy as np
 
 from compiler.errors import CompileError
 from compiler.ir import is_global_pool
-from compiler.program import BINARY_OPS, DTYPE_CODE, ELEMENT_BYTES, MAX_RANK
+from compiler.program import BINARY_OPS, DTYPE_CODE, ELEMENT_BYTES, MAX_RANK, OPCODES
 
 
 def _strides(shape) -> list:
@@ -56,6 +57,14 @@ def _broadcast_strides(in_shape, out_shape) -> list:
     return [0 if d == 1 and o != 1 else s for d, o, s in zip(in_shape, out_shape, _strides(in_shape))]
 
 
+def _dtype_operands(opcode: str, codes) -> dict:
+    """The *_dtype operands of `opcode` (OPCODES: its inputs' in order, then the result's) from `codes`."""
+    names = [name for name in OPCODES[opcode][1] if name.endswith("_dtype")]
+    if len(names) != len(codes):
+        raise CompileError(f"{opcode} takes {len(names)} element types ({', '.join(names)}), given {len(codes)}")
+    return dict(zip(names, codes))
+
+
 def lower(graph, node, plan, builder, ready, layer: int) -> None:
     where = f"node '{node.name}' ({node.op})"
     shape = lambda name: graph.tensors[name].shape  # noqa: E731
@@ -69,10 +78,10 @@ def lower(graph, node, plan, builder, ready, layer: int) -> None:
     codes = [DTYPE_CODE[r.dtype] for r in regions + [dst_region]]
     traffic = sum(r.nbytes for r in regions) + dst_region.nbytes
 
-    def emit(opcode, ints, work, floats=(), dram=traffic, types=codes):
-        desc = builder.descriptor(ints, floats)
-        ready[out] = builder.emit(opcode, layer, (desc, *types), deps=deps, dram_bytes=dram, work=work,
-                                  onchip_bytes=dram)
+    def emit(opcode, ints, work, floats=None, dram=traffic, types=codes):
+        desc = builder.descriptor(opcode, ints, floats)
+        ready[out] = builder.emit(opcode, layer, {"desc": desc, **_dtype_operands(opcode, types)}, deps=deps,
+                                  dram_bytes=dram, work=work, onchip_bytes=dram)
 
     op = node.op
     if any(graph.tensors[name].dtype != "fp32" for name in (*node.inputs, out)) and op in QUANT_LOWERING:
@@ -85,15 +94,17 @@ def lower(graph, node, plan, builder, ready, layer: int) -> None:
             ready[name] = ready[out]
         return
     if op == "relu":
-        emit("vec_relu", [srcs[0], dst, size(out)], size(out))
+        emit("vec_relu", dict(src=srcs[0], dst=dst, n=size(out)), size(out))
     elif op in BINARY_OPS:
         out_shape = shape(out)
         dims, a_str = _pad6(out_shape, _broadcast_strides(shape(node.inputs[0]), out_shape), where)
         _, b_str = _pad6(out_shape, _broadcast_strides(shape(node.inputs[1]), out_shape), where)
-        emit("vec_binary", [srcs[0], srcs[1], dst, BINARY_OPS[op], len(out_shape)] + dims + a_str + b_str, size(out))
+        emit("vec_binary", dict(a=srcs[0], b=srcs[1], dst=dst, op=BINARY_OPS[op], rank=len(out_shape), shape=dims,
+                                a_stride=a_str, b_stride=b_str), size(out))
     elif op == "affine":
         n, c = shape(out)[0], shape(out)[1]
-        emit("vec_affine", [srcs[0], srcs[1], srcs[2], dst, n, c, size(out) // (n * c)], 2 * size(out))
+        emit("vec_affine", dict(src=srcs[0], scale=srcs[1], shift=srcs[2], dst=dst, n=n, c=c,
+                                hw=size(out) // (n * c)), 2 * size(out))
     elif op in ("maxpool", "avgpool"):
         n, c, h, w = shape(node.inputs[0])
         oh, ow = shape(out)[2:]
@@ -101,24 +112,24 @@ def lower(graph, node, plan, builder, ready, layer: int) -> None:
         sh, sw = node.attrs["strides"]
         pt, pl, pb, pr = node.attrs["pads"]
         cip = int(node.attrs.get("count_include_pad", 0))
-        emit("vec_" + op, [srcs[0], dst, n * c, h, w, oh, ow, kh, kw, sh, sw, pt, pl, cip, pb, pr],
-             size(out) * kh * kw)
+        emit("vec_" + op, dict(src=srcs[0], dst=dst, planes=n * c, h=h, w=w, oh=oh, ow=ow, kh=kh, kw=kw, sh=sh, sw=sw,
+                               pt=pt, pl=pl, count_include_pad=cip, pb=pb, pr=pr), size(out) * kh * kw)
     elif op == "lrn":
         n, c = shape(out)[0], shape(out)[1]
         a = node.attrs
-        emit("vec_lrn", [srcs[0], dst, n, c, size(out) // (n * c), a["size"]],
-             size(out) * (a["size"] + 3), floats=(a["alpha"], a["beta"], a["bias"]))
+        emit("vec_lrn", dict(src=srcs[0], dst=dst, n=n, c=c, hw=size(out) // (n * c), size=a["size"]),
+             size(out) * (a["size"] + 3), floats=dict(alpha=a["alpha"], beta=a["beta"], bias=a["bias"]))
     elif op == "softmax":
         s = shape(out)
         axis = node.attrs["axis"] % len(s)
         outer, inner = int(np.prod(s[:axis])), int(np.prod(s[axis + 1:]))
-        emit("vec_softmax", [srcs[0], dst, outer, s[axis], inner], 4 * size(out))
+        emit("vec_softmax", dict(src=srcs[0], dst=dst, outer=outer, axis_len=s[axis], inner=inner), 4 * size(out))
     elif op in ("transpose", "cast"):         # cast: an int32 -> fp32 copy (round half to even)
         in_str = _strides(shape(node.inputs[0]))
         perm = node.attrs["perm"] if op == "transpose" else range(len(shape(out)))
         dims, s_str = _pad6(shape(out), [in_str[p] for p in perm], where)
         _, d_str = _pad6(shape(out), _strides(shape(out)), where)
-        emit("vec_copy", [srcs[0], dst] + dims + s_str + d_str, size(out))
+        emit("vec_copy", dict(src=srcs[0], dst=dst, shape=dims, src_stride=s_str, dst_stride=d_str), size(out))
     elif op == "concat":
         _lower_concat(graph, node, regions, dst_region, builder, ready, layer, deps, where)
     else:
@@ -137,18 +148,20 @@ def _lower_concat(graph, node, regions, dst, builder, ready, layer, deps, where)
         in_shape = graph.tensors[name].shape
         dims, s_str = _pad6(in_shape, _strides(in_shape), where)
         _, d_str = _pad6(in_shape, out_str, where)
-        desc = builder.descriptor([src.offset, dst.offset + offset * out_str[axis] * dst_bytes] + dims + s_str + d_str)
+        desc = builder.descriptor("vec_copy", dict(src=src.offset, dst=dst.offset + offset * out_str[axis] * dst_bytes,
+                                                   shape=dims, src_stride=s_str, dst_stride=d_str))
         n = graph.tensors[name].size
         moved = n * (ELEMENT_BYTES[src.dtype] + dst_bytes)
-        last = builder.emit("vec_copy", layer, (desc, DTYPE_CODE[src.dtype], DTYPE_CODE[dst.dtype]), deps=[dep],
-                            dram_bytes=moved, work=n, onchip_bytes=moved)
+        last = builder.emit("vec_copy", layer, dict(desc=desc, src_dtype=DTYPE_CODE[src.dtype],
+                                                    dst_dtype=DTYPE_CODE[dst.dtype]),
+                            deps=[dep], dram_bytes=moved, work=n, onchip_bytes=moved)
         offset += in_shape[axis]
     ready[dst.name] = last
 
 
 # ---- ops on quantised tensors (docs/int8_datapath.md section 3) ---------------------------------
-# Each returns (descriptor ints, descriptor floats, element-ops); the host-side constants are float32
-# arithmetic in onnxruntime's order.
+# Each returns (descriptor int fields, float fields (or None), element-ops), fields by name; the
+# host-side constants are float32 arithmetic in onnxruntime's order.
 F32 = np.float32
 
 
@@ -166,18 +179,21 @@ def _quantize(graph, node, plan, srcs, dst, where):
     outer, c, inner = _axis_geometry(t.shape, t.quant)
     scale = plan.constant(f"{node.name}::scale", np.broadcast_to(t.quant.scale_array(), (c,)).copy(), "fp32")
     zp = plan.constant(f"{node.name}::zero_point", np.broadcast_to(t.quant.zero_point_array(), (c,)).copy(), "int32")
-    return [srcs[0], dst, outer, c, inner, scale.offset, zp.offset], (), 2 * t.size
+    return dict(src=srcs[0], dst=dst, outer=outer, c=c, inner=inner, scale=scale.offset, zero_point=zp.offset), None, \
+        2 * t.size
 
 
 def _dynamic_quantize(graph, node, plan, srcs, dst, where):
     """DynamicQuantizeLinear: the codes at dst, the fp32 scale and int32 zero point it computes at
     run time in the node's other two outputs."""
     n = graph.tensors[node.inputs[0]].size
-    return [srcs[0], dst, n, plan.addr(node.outputs[1]), plan.addr(node.outputs[2])], (), 4 * n
+    return dict(src=srcs[0], dst=dst, n=n, scale=plan.addr(node.outputs[1]), zero_point=plan.addr(node.outputs[2])), \
+        None, 4 * n
 
 
 def _lookup(graph, node, plan, srcs, dst, where):
-    return [srcs[0], dst, graph.tensors[node.outputs[0]].size, srcs[1]], (), graph.tensors[node.outputs[0]].size
+    n = graph.tensors[node.outputs[0]].size
+    return dict(src=srcs[0], dst=dst, n=n, table=srcs[1]), None, n
 
 
 def _span_scalar(shape_a, shape_b) -> bool:
@@ -208,11 +224,12 @@ def _binary(graph, node, plan, srcs, dst, where):
     zps = [qa.quant.zero_point[0], qb.quant.zero_point[0], ty.quant.zero_point[0]]
     ys = F32(ty.quant.scale[0])
     if node.op == "add":   # r = F(s / y_scale) per input
-        floats = (F32(qa.quant.scale[0]) / ys, F32(qb.quant.scale[0]) / ys)
+        floats = dict(a_ratio=F32(qa.quant.scale[0]) / ys, b_ratio=F32(qb.quant.scale[0]) / ys)
     else:
-        floats = ((F32(qa.quant.scale[0]) * F32(qb.quant.scale[0])) / ys,)
-    ints = [sa, sb, dst, BINARY_OPS[node.op], len(out_shape)] + dims + a_str + b_str + zps
-    return ints, [float(v) for v in floats], 2 * ty.size
+        floats = dict(product_ratio=(F32(qa.quant.scale[0]) * F32(qb.quant.scale[0])) / ys)
+    ints = dict(a=sa, b=sb, dst=dst, op=BINARY_OPS[node.op], rank=len(out_shape), shape=dims, a_stride=a_str,
+                b_stride=b_str, a_zp=zps[0], b_zp=zps[1], y_zp=zps[2])
+    return ints, {name: float(v) for name, v in floats.items()}, 2 * ty.size
 
 
 def _avgpool(graph, node, plan, srcs, dst, where):
@@ -227,9 +244,10 @@ def _avgpool(graph, node, plan, srcs, dst, where):
     if is_global and not (F32(2.0 ** -32) <= global_scale < F32(256) and kh * kw < 2 ** 24):
         raise CompileError(f"{where}: global average pool scale {global_scale:g} (x_scale / (y_scale x "
                            f"{kh * kw} pixels)) is outside [2^-32, 256), which onnxruntime refuses too")
-    ints = [srcs[0], dst, n * c, h, w, oh, ow, kh, kw, sh, sw, pt, pl, int(a.get("count_include_pad", 0)), pb, pr,
-            tx.quant.zero_point[0], ty.quant.zero_point[0], is_global]
-    return ints, [float(xs), float(ys), float(global_scale)], ty.size * kh * kw
+    ints = dict(src=srcs[0], dst=dst, planes=n * c, h=h, w=w, oh=oh, ow=ow, kh=kh, kw=kw, sh=sh, sw=sw, pt=pt, pl=pl,
+                count_include_pad=int(a.get("count_include_pad", 0)), pb=pb, pr=pr, x_zp=tx.quant.zero_point[0],
+                y_zp=ty.quant.zero_point[0], is_global=is_global)
+    return ints, dict(x_scale=float(xs), y_scale=float(ys), global_scale=float(global_scale)), ty.size * kh * kw
 
 
 def _softmax(graph, node, plan, srcs, dst, where):
@@ -237,7 +255,9 @@ def _softmax(graph, node, plan, srcs, dst, where):
     axis = node.attrs["axis"] % len(s)
     outer, inner = int(np.prod(s[:axis])), int(np.prod(s[axis + 1:]))
     c = np.floor(F32(1.0) / F32(ty.quant.scale[0]))
-    return [srcs[0], dst, outer, s[axis], inner, srcs[1], ty.quant.zero_point[0]], [float(c)], 4 * ty.size
+    ints = dict(src=srcs[0], dst=dst, outer=outer, axis_len=s[axis], inner=inner, table=srcs[1],
+                y_zp=ty.quant.zero_point[0])
+    return ints, dict(inv_y_scale=float(c)), 4 * ty.size
 
 
 QUANT_LOWERING = {"quantize": _quantize, "dequantize": _quantize, "lookup": _lookup,

@@ -34,13 +34,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from compiler.program import ELEMENT_BYTES, ENGINE_ID, OPCODE_ID, Program
+from compiler.program import ENGINE_ID, OPCODE_ID, OPERAND, Program
 from compiler.spec import DATATYPE_BITS
 from compiler.targets.systolic.cycles import matmul_cycles
 from sim.energy import (PJ, UM2_PER_MM2, UnitCosts, mac_pj, pe_area_um2, sram_area_mm2, sram_pj_per_byte,
                         technology)
 
-LEVELS = ("dram", "input_scratchpad", "weight_scratchpad", "accumulator")   # level_bytes' keys
+LEVELS = ("dram", "input_scratchpad", "weight_scratchpad", "accumulator")   # level_bytes' keys: its memories
+MATMUL = OPERAND["matmul"]
 # What each energy and area component of this target prices (sim/stats.py adds these to DEFINITIONS)
 DEFINITIONS = {
     "energy_pe_array_j": "J: MACs x (multiply of the wider input/weight type + add of the accumulator type)",
@@ -71,7 +72,7 @@ def instruction_cycles(program: Program, ideal_memory: bool = False) -> np.ndarr
 
     mm = ins.opcode == OPCODE_ID["matmul"]
     cycles[mm] = matmul_cycles(spec.array.dataflow, spec.array.rows, spec.array.cols,
-                               ops[mm, 3], ops[mm, 4], ops[mm, 5], spec.array.macs_per_pe_cycle)
+                               ops[mm, MATMUL.tm], ops[mm, MATMUL.tk], ops[mm, MATMUL.tn], spec.array.macs_per_pe_cycle)
 
     dma = (ins.engine == ENGINE_ID["dma_load"]) | (ins.engine == ENGINE_ID["dma_store"])
     vec = ins.engine == ENGINE_ID["vector"]
@@ -91,10 +92,9 @@ def level_bytes(program: Program) -> dict:
     """Bytes each instruction moves per memory level: level -> int64 array over instructions."""
     ins = program.instructions
     op, ops, onchip = ins.opcode, ins.operands, ins.onchip_bytes
-    in_b, w_b, acc_b = (ELEMENT_BYTES[program.onchip_dtype(m)]
-                        for m in ("input_scratchpad", "weight_scratchpad", "accumulator"))
+    in_b, w_b, acc_b = (program.memory(m).element_bytes for m in LEVELS[1:])
     mm = op == OPCODE_ID["matmul"]
-    tm, tk, tn = (np.where(mm, ops[:, i], 0) for i in (3, 4, 5))
+    tm, tk, tn = (np.where(mm, ops[:, i], 0) for i in (MATMUL.tm, MATMUL.tk, MATMUL.tn))
     return {
         "dram": ins.dram_bytes.astype(np.int64),
         "input_scratchpad": np.where(op == OPCODE_ID["load_im2col"], onchip, 0) + in_b * tm * tk,

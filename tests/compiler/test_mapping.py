@@ -12,7 +12,7 @@ from onnx import helper, numpy_helper
 import dse
 from compiler.errors import SpecError
 from compiler.mapping import Mapping
-from compiler.program import OPCODE_ID, OPCODES
+from compiler.program import OPCODE_ID, OPCODES, OPERAND
 from dse.cli import main
 
 DATAFLOWS = ("weight_stationary", "output_stationary", "input_stationary")
@@ -70,7 +70,8 @@ def test_the_mapping_agrees_with_the_programs_tile_loops(where, program):
         # the output tiles are stored in the mapping's loop order (outermost first, k innermost)
         assert m.loop_order[0] == "g" and m.loop_order[-1] == "k"
         stores = _rows(program, li, "store_tile")
-        found = [(int(s[0]), int(s[2]), int(s[4])) for s in stores]          # desc, m0, n0
+        st = OPERAND["store_tile"]
+        found = [(int(s[st.desc]), int(s[st.m0]), int(s[st.n0])) for s in stores]
         outer = [d for d in m.loop_order if d != "k"]
         expected = []
         for index in itertools.product(*(range(m.tiles[d]) for d in outer)):

@@ -11,7 +11,8 @@ import pytest
 import dse
 from compiler.errors import CompileError, ProgramError
 from compiler.pipeline import compile_graph
-from compiler.program import CONV, DESC_FIELDS, OPCODE_ID, OPCODES
+from compiler.program import ADDRESS_MEMORY, CONV, DESC, MATRIX_ACC, OPCODE_ID, OPCODES, OPERAND
+from compiler.program_bounds import ACCESSES
 from compiler.spec import load
 from compiler.targets import lower
 from dse import zoo
@@ -44,7 +45,7 @@ def _first(program, op: str) -> int:
 def _set(program, op: str, operand: str, value: int, row: int | None = None) -> int:
     """Corrupt one operand of the first `op` row (or of `row`); the row."""
     row = _first(program, op) if row is None else row
-    program.instructions.operands[row, OPCODES[op][1].index(operand)] = value
+    program.instructions.operands[row, getattr(OPERAND[op], operand)] = value
     return row
 
 
@@ -79,7 +80,7 @@ def test_dram_operand_past_its_region(cnn):
     p = _copy(cnn)
     region = next(r for r in p.regions.values() if r.name.endswith("::gemm_weights"))
     row = _first(p, "load_weights")
-    p.instructions.operands[row, 0] = region.offset + region.nbytes - 4     # one element before the end
+    p.instructions.operands[row, OPERAND["load_weights"].src] = region.offset + region.nbytes - 4   # one element short
     _fails(p, f"row {row} load_weights: operand src={region.offset + region.nbytes - 4} addresses DRAM bytes",
            f"overrunning region '{region.name}' (bytes [{region.offset}, {region.offset + region.nbytes}))")
 
@@ -94,15 +95,15 @@ def test_dram_operand_past_the_image(cnn):
 def test_misaligned_dram_operand(cnn):
     p = _copy(cnn)
     row = _first(p, "load_weights")
-    p.instructions.operands[row, 0] += 1
+    p.instructions.operands[row, OPERAND["load_weights"].src] += 1
     _fails(p, f"row {row} load_weights: operand src=", "is not a multiple of its elements' 4 bytes in DRAM")
 
 
 def test_dram_descriptor_field(cnn):
     p = _copy(cnn)
     row = _first(p, "store_tile")
-    desc = int(p.instructions.operands[row, 0])
-    p.desc_int[desc, CONV["out"]] = p.dram_size - 64
+    desc = int(p.instructions.operands[row, OPERAND["store_tile"].desc])
+    p.desc_int[desc, CONV.out] = p.dram_size - 64
     _fails(p, f"row {row} store_tile: descriptor {desc} field out={p.dram_size - 64} addresses DRAM",
            f"outside its {p.dram_size} bytes")
 
@@ -110,8 +111,8 @@ def test_dram_descriptor_field(cnn):
 def test_vector_descriptor_field_names_the_row(cnn):
     p = _copy(cnn)
     row = _first(p, "vec_maxpool")
-    desc = int(p.instructions.operands[row, 0])
-    p.desc_int[desc, DESC_FIELDS["vec_maxpool"].index("dst")] = -64
+    desc = int(p.instructions.operands[row, OPERAND["vec_maxpool"].desc])
+    p.desc_int[desc, DESC["vec_maxpool"].dst] = -64
     _fails(p, f"row {row} vec_maxpool: descriptor {desc} field dst=-64 addresses DRAM bytes [-64, ",
            f"outside its {p.dram_size} bytes")
 
@@ -122,7 +123,7 @@ def test_vector_descriptor_field_names_the_row(cnn):
     ("load_bias", "dst", "accumulator"), ("matmul", "acc", "accumulator"), ("store_tile", "acc", "accumulator")])
 def test_onchip_operand_past_its_memory(cnn, op, operand, memory):
     p = _copy(cnn)
-    size = p.onchip[memory]
+    size = p.memory(memory).nbytes
     row = _set(p, op, operand, size - 4)        # the tile starts inside and runs past the end
     _fails(p, f"row {row} {op}: operand {operand}={size - 4} addresses {memory} bytes [{size - 4}, ",
            f"outside its {size} bytes")
@@ -131,8 +132,8 @@ def test_onchip_operand_past_its_memory(cnn, op, operand, memory):
 def test_tile_past_the_layer(cnn):
     p = _copy(cnn)
     row = _first(p, "store_tile")
-    desc = p.desc_int[p.instructions.operands[row, 0]]
-    pixels = int(desc[CONV["n"]] * desc[CONV["oh"]] * desc[CONV["ow"]])
+    desc = p.desc_int[p.instructions.operands[row, OPERAND["store_tile"].desc]]
+    pixels = int(desc[CONV.n] * desc[CONV.oh] * desc[CONV.ow])
     _set(p, "store_tile", "m0", pixels, row)
     _fails(p, f"row {row} store_tile: m0+tm=", f"lies outside [0, {pixels}] (n*oh*ow of descriptor")
 
@@ -159,23 +160,39 @@ def test_descriptor_index_and_element_type(cnn):
 
 
 def test_undeclared_memory(cnn):
-    p = dataclasses.replace(_copy(cnn), onchip={k: v for k, v in cnn.onchip.items() if k != "accumulator"})
-    _fails(p, f"row {_first(p, 'load_bias')} load_bias: it addresses the accumulator, which the program does "
-           "not declare")
+    p = dataclasses.replace(_copy(cnn), memories=cnn.memories[:MATRIX_ACC])     # no accumulator
+    _fails(p, f"row {_first(p, 'load_bias')} load_bias: it addresses memory {MATRIX_ACC}, which the program does "
+           "not declare (it declares 0 (dram), 1 (input_scratchpad), 2 (weight_scratchpad))")
+
+
+def test_malformed_memory_table(cnn):
+    p = dataclasses.replace(_copy(cnn), memories=(cnn.memories[0], cnn.memories[2]))
+    _fails(p, "memory 1 is Memory(id=2, name='weight_scratchpad'", "memory i has id i")
+    p = dataclasses.replace(_copy(cnn), memories=(cnn.memories[0], dataclasses.replace(cnn.memories[1], dtype=None)))
+    _fails(p, "memory 1 is Memory(id=1, name='input_scratchpad'")
+
+
+def test_every_address_has_a_memory_and_a_bounds_check():
+    """ADDRESS_MEMORY names the memory of each address operand and of the descriptor's addresses; ACCESSES
+    bounds-checks exactly those addresses."""
+    for op, (_, names) in OPCODES.items():
+        checked = {address.partition(".")[0] for address, _, _ in ACCESSES[op]}
+        assert checked == set(ADDRESS_MEMORY[op]._fields), op
+        assert all(a in names for a in ADDRESS_MEMORY[op]._fields), op
 
 
 def test_integer_layer_fields(int8_mlp):
     p = _copy(int8_mlp)
     row = _first(p, "store_tile")
-    desc = int(p.instructions.operands[row, 0])
-    scale = int(p.desc_int[desc, CONV["scale"]])
+    desc = int(p.instructions.operands[row, OPERAND["store_tile"].desc])
+    scale = int(p.desc_int[desc, CONV.scale])
     region = next(r for r in p.regions.values() if r.offset == scale)
-    p.desc_int[desc, CONV["scale"]] = scale + 4
+    p.desc_int[desc, CONV.scale] = scale + 4
     _fails(p, f"row {row} store_tile: descriptor {desc} field scale={scale + 4}", f"overrunning region '{region.name}'")
     p = _copy(int8_mlp)
     row = _first(p, "matmul")
-    desc = int(p.instructions.operands[row, 6])
-    p.desc_int[desc, CONV["w_zp"]] = p.dram_size
+    desc = int(p.instructions.operands[row, OPERAND["matmul"].desc])
+    p.desc_int[desc, CONV.w_zp] = p.dram_size
     text = _fails(p, f"descriptor {desc} field w_zp={p.dram_size} addresses DRAM")
     assert re.search(r"row \d+ matmul:", text)
 
@@ -186,7 +203,7 @@ def test_the_compiled_screen_and_the_worded_check_agree(cnn, int8_mlp):
     rng = np.random.default_rng(0)
     for program in (cnn, int8_mlp):
         values = [-1, 0, 1, 3, 64, program.dram_size - 4, program.dram_size, 2 ** 40, -2 ** 62,
-                  *program.onchip.values()]
+                  *(m.nbytes for m in program.memories[1:])]
         for _ in range(300):
             p = _copy(program)
             table = p.instructions.operands if rng.random() < 0.7 else p.desc_int

@@ -5,6 +5,7 @@ matmul reads the A and W tiles its output tile needs at that K step, no tile is 
 again while it is still resident, every dependency is exactly the hazard the row must
 wait for, and work and bytes add up to what the GEMM shape implies."""
 import itertools
+from types import SimpleNamespace
 
 import pytest
 from hypothesis import assume, given, settings
@@ -14,7 +15,7 @@ from compiler import spec as specmod
 from compiler.targets.systolic.spec import SystolicSpec
 from compiler.errors import CompileError
 from compiler.pipeline import compile_graph
-from compiler.program import OPCODE_ID
+from compiler.program import OPCODE_ID, OPCODE_NAMES, OPCODES
 from compiler.targets import lower
 from compiler.targets.systolic.tile_loops import emit_gemm
 from compiler.targets.systolic.tiling import BYTES, Tiling, im2col_read_bytes
@@ -80,7 +81,8 @@ def check_block(block, base, layer, tiling, slot_bytes, geom, m, k, n, groups, d
     assert (block.layer == layer).all()
     for r in range(len(block)):
         row = base + r
-        op, ops = int(block.opcode[r]), [int(v) for v in block.operands[r]]
+        op = int(block.opcode[r])
+        o = SimpleNamespace(**dict(zip(OPCODES[OPCODE_NAMES[op]][1], (int(v) for v in block.operands[r]))))
         deps = [int(d) for d in block.dep_idx[block.dep_ptr[r]:block.dep_ptr[r + 1]]]
         assert deps == sorted(set(deps)) and all(0 <= d < row for d in deps)
 
@@ -89,7 +91,7 @@ def check_block(block, base, layer, tiling, slot_bytes, geom, m, k, n, groups, d
             g, m0, n0 = todo.pop(0)
             if tile is None or tile[0] != g:         # a new group reuses nothing the last one loaded
                 last_key.clear()
-            src, tm, tn, acc = ops[:4]
+            src, tm, tn, acc = o.src, o.tm, o.tn, o.dst
             assert (tm, tn) == (min(t.tm, m - m0), min(t.tn, n - n0)) and acc == next_slot("acc")
             assert src == (bias_addr + (g * n + n0) * BYTES if bias_addr >= 0 else -1)
             assert deps == hazards(reader.get(("acc", acc))), (r, deps)
@@ -97,7 +99,7 @@ def check_block(block, base, layer, tiling, slot_bytes, geom, m, k, n, groups, d
             tile = (g, m0, n0, 0, acc)
             totals["bias_dram"] += int(block.dram_bytes[r])
         elif op == OPCODE_ID["load_im2col"]:
-            desc, m0, tm, k0, tk, dst = ops[:6]
+            desc, m0, tm, k0, tk, dst = o.desc, o.m0, o.tm, o.k0, o.tk, o.dst
             key = (tile[0], m0, k0, tm, tk)
             assert desc == desc0 + tile[0] and dst == next_slot("a") and key != last_key.get("a")
             assert deps == hazards(reader.get(("a", dst)), input_ready), (r, deps)
@@ -105,7 +107,7 @@ def check_block(block, base, layer, tiling, slot_bytes, geom, m, k, n, groups, d
             assert int(block.dram_bytes[r]) == int(im2col_read_bytes(geom, m0, tm, k0, tk)) <= tm * tk * BYTES
             totals["a_dram"] += int(block.dram_bytes[r])
         elif op == OPCODE_ID["load_weights"]:
-            src, tk, tn, row_elems, dst = ops[:5]
+            src, tk, tn, row_elems, dst = o.src, o.tk, o.tn, o.src_row_elems, o.dst
             k0, n0 = divmod((src - w_addr) // BYTES - tile[0] * k * n, n)
             key = (tile[0], k0, n0, tk, tn)
             assert row_elems == n and dst == next_slot("w") and key != last_key.get("w")
@@ -113,7 +115,7 @@ def check_block(block, base, layer, tiling, slot_bytes, geom, m, k, n, groups, d
             content[("w", dst)], writer[("w", dst)], last_key["w"] = key, row, key
             totals["w_dram"] += int(block.dram_bytes[r])
         elif op == OPCODE_ID["matmul"]:
-            a, w, acc, tm, tk, tn = ops[:6]
+            a, w, acc, tm, tk, tn = o.a, o.w, o.acc, o.tm, o.tk, o.tn
             g, m0, n0, k0, acc_slot = tile
             assert acc == acc_slot and (tm, tk, tn) == (min(t.tm, m - m0), min(t.tk, k - k0), min(t.tn, n - n0))
             assert content[("a", a)] == (g, m0, k0, tm, tk) and content[("w", w)] == (g, k0, n0, tk, tn)
@@ -123,7 +125,7 @@ def check_block(block, base, layer, tiling, slot_bytes, geom, m, k, n, groups, d
             assert int(block.work[r]) == tm * tk * tn
             totals["work"] += tm * tk * tn
         elif op == OPCODE_ID["store_tile"]:
-            desc, acc, m0, tm, n0, tn = ops[:6]
+            desc, acc, m0, tm, n0, tn = o.desc, o.acc, o.m0, o.tm, o.n0, o.tn
             g, tm0, tn0, k0, acc_slot = tile
             assert k0 == k and (desc, acc, m0, n0) == (desc0 + g, acc_slot, tm0, tn0)
             assert deps == hazards(writer[("acc", acc)]), (r, deps)

@@ -125,13 +125,11 @@ def test_int8_traffic_and_work_follow_the_datatype():
 
 
 def test_kernel_constants_follow_the_program_tables():
-    assert [kernels.COUT_OFF, kernels.REQUANT, kernels.X_ZP, kernels.W_ZP, kernels.Y_ZP, kernels.SCALE, kernels.X_CODE,
-            kernels.W_CODE] == [CONV_FIELDS.index(f) for f in ("cout_off", "requant", "x_zp", "w_zp", "y_zp", "scale",
-                                                                "x_code", "w_code")]
-    assert (kernels.REQ_FLOAT, kernels.REQ_CODES, kernels.REQ_INT32, kernels.REQ_SCALED) == tuple(
-        REQUANT_ID[k] for k in ("float", "codes", "int32", "scaled"))
+    assert [getattr(kernels.CONV, f) for f in CONV_FIELDS] == list(range(len(CONV_FIELDS)))
+    assert (kernels.REQ_FLOAT, kernels.REQ_CODES, kernels.REQ_INT32, kernels.REQ_SCALED, kernels.REQ_FIXED) == tuple(
+        REQUANT_ID[k] for k in ("float", "codes", "int32", "scaled", "fixed_point"))
     assert (kernels.INT8, kernels.UINT8, kernels.INT32) == tuple(DTYPE_CODE[t] for t in ("int8", "uint8", "int32"))
-    assert kernels.VEC_QUANTIZE == OPCODE_ID["vec_quantize"]
+    assert kernels.OPCODE.vec_quantize == OPCODE_ID["vec_quantize"]
 
 
 def test_uint8_weights_with_a_zero_point_per_column():

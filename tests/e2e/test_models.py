@@ -88,15 +88,15 @@ def test_fault_injection_changes_outputs():
     program = dse.compile(model, SMALL)
     good = dse.api.simulate(program, inputs).outputs["logits"]
     ins = program.instructions
-    from compiler.program import OPCODE_ID
-    load = int(np.nonzero(ins.opcode == OPCODE_ID["load_weights"])[0][0])
-    ins.operands[load, 0] += 4            # weights read one element off
+    from compiler.program import OPCODE_ID, OPERAND
+    load, src = int(np.nonzero(ins.opcode == OPCODE_ID["load_weights"])[0][0]), OPERAND["load_weights"].src
+    ins.operands[load, src] += 4          # weights read one element off
     bad = dse.api.simulate(program, inputs).outputs["logits"]
     assert not np.allclose(bad, good)
-    ins.operands[load, 0] -= 4
+    ins.operands[load, src] -= 4
     assert np.array_equal(dse.api.simulate(program, inputs).outputs["logits"], good)
     mm = int(np.nonzero(ins.opcode == OPCODE_ID["matmul"])[0][0])
-    ins.operands[mm, 4] -= 1               # one fewer k in one tile
+    ins.operands[mm, OPERAND["matmul"].tk] -= 1    # one fewer k in one tile
     assert not np.allclose(dse.api.simulate(program, inputs).outputs["logits"], good)
 
 

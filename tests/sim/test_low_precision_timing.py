@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import dse
-from compiler.program import OPCODE_ID
+from compiler.program import DTYPE_CODE, OPCODE_ID, OPERAND
 from compiler.targets.systolic.tile_loops import OperandTypes, emit_gemm
 from compiler.targets.systolic.tiling import Tiling
 
@@ -29,12 +29,12 @@ def test_same_tiling_moves_half_the_bytes():
     acc_side = np.isin(op, [OPCODE_ID["load_bias"], OPCODE_ID["store_tile"]])   # the fp32 accumulator
     assert np.array_equal(bf16.onchip_bytes[acc_side], fp32.onchip_bytes[acc_side])
     mm = op == OPCODE_ID["matmul"]
-    tm, tk, tn = (bf16.operands[mm, i] for i in (3, 4, 5))
+    tm, tk, tn = (bf16.operands[mm, getattr(OPERAND["matmul"], name)] for name in ("tm", "tk", "tn"))
     assert np.array_equal(bf16.onchip_bytes[mm], 2 * (tm * tk + tk * tn) + 8 * tm * tn)
     # the DMA rows name the element type of the DRAM data they move
-    assert set(bf16.operands[op == OPCODE_ID["load_im2col"], 6]) == {2}
-    assert set(bf16.operands[op == OPCODE_ID["store_tile"], 6]) == {2}
-    assert set(bf16.operands[bias, 4]) == {0}
+    assert set(bf16.operands[op == OPCODE_ID["load_im2col"], OPERAND["load_im2col"].src_dtype]) == {DTYPE_CODE["bf16"]}
+    assert set(bf16.operands[op == OPCODE_ID["store_tile"], OPERAND["store_tile"].dst_dtype]) == {DTYPE_CODE["bf16"]}
+    assert set(bf16.operands[bias, OPERAND["load_bias"].src_dtype]) == {DTYPE_CODE["fp32"]}
 
 
 def _tiles(program) -> dict:

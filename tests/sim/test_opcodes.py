@@ -10,7 +10,7 @@ import pytest
 
 import dse
 from compiler.errors import ProgramError
-from compiler.program import OPCODE_ID, OPCODES
+from compiler.program import OPCODE_ID, OPERAND
 from dse import zoo
 from sim.errors import SimError
 from sim.run import BOUNDSCHECK_ENV, execute, simulate
@@ -34,7 +34,7 @@ def _copy(program):
 def _past_input_scratchpad(program) -> int:
     """Point the first im2col load past the end of the input scratchpad; its row."""
     row = int(np.flatnonzero(program.instructions.opcode == OPCODE_ID["load_im2col"])[0])
-    program.instructions.operands[row, OPCODES["load_im2col"][1].index("dst")] = program.onchip["input_scratchpad"]
+    program.instructions.operands[row, OPERAND["load_im2col"].dst] = program.memory("input_scratchpad").nbytes
     return row
 
 
@@ -55,7 +55,7 @@ def test_bounds_checked_kernels_name_the_row(cnn, monkeypatch):
     program, inputs = cnn
     program = _copy(program)
     row = _past_input_scratchpad(program)
-    size = program.onchip["input_scratchpad"]
+    size = program.memory("input_scratchpad").nbytes
     with pytest.raises(ProgramError, match=f"row {row} load_im2col: operand dst={size} addresses "
                                            f"input_scratchpad bytes \\[{size}, \\d+\\), outside its {size} bytes"):
         simulate(program, inputs)

@@ -32,8 +32,8 @@ import numpy as np
 from compiler.errors import CompileError
 from compiler.ir import Graph, Node, node_macs
 from compiler.mapping import Mapping
-from compiler.program import (ACTIVATION_ID, CONV_FIELDS, DTYPE_CODE, ELEMENT_BYTES, REQUANT_ID, Layer, Program,
-                              ProgramBuilder)
+from compiler.program import (ACTIVATION_ID, CONV_FIELDS, DTYPE_CODE, ELEMENT_BYTES, MATRIX_A, MATRIX_ACC, MATRIX_B,
+                              REQUANT_ID, Layer, Memory, Program, ProgramBuilder, dram_memory)
 from compiler.targets.systolic.spec import SystolicSpec
 from compiler.targets import vector
 from compiler.targets.memory_plan import VIEW_OPS, MemoryPlan
@@ -52,6 +52,16 @@ def budget_of(spec: SystolicSpec) -> Budget:
 
 
 INT8 = ("uint8", "int8")
+
+
+def memories(spec: SystolicSpec, dram_bytes: int) -> tuple:
+    """The Program's memories: DRAM, then the scratchpads that hold the array's A (input) and B
+    (weight) operands and the accumulator it adds into, at the ids the matrix opcodes address."""
+    budget, dt = budget_of(spec), spec.datatypes
+    return (dram_memory(dram_bytes),
+            Memory(MATRIX_A, "input_scratchpad", 1, dt.input, budget.input_bytes),
+            Memory(MATRIX_B, "weight_scratchpad", 1, dt.weight, budget.weight_bytes),
+            Memory(MATRIX_ACC, "accumulator", 1, dt.accumulator, budget.acc_bytes))
 
 
 def _check_datapath(graph: Graph, spec: SystolicSpec) -> bool:
@@ -105,13 +115,10 @@ def lower(graph: Graph, spec: SystolicSpec) -> Program:
             mapping = Mapping(unit="vector")     # one pass over its tensors: no tiling, no dataflow
         layers.append(Layer(node.name, node.op, node_macs(graph, node), mapping))
     ins, desc_int, desc_float = builder.finish()
-    onchip = {"input_scratchpad": budget.input_bytes, "weight_scratchpad": budget.weight_bytes,
-              "accumulator": budget.acc_bytes}
-    onchip_dtypes = {"input_scratchpad": dt.input, "weight_scratchpad": dt.weight, "accumulator": dt.accumulator}
-    program = Program(target="systolic", spec=spec, regions=plan.regions, dram_size=plan.size,
-                      constants=plan.chunks, onchip=onchip, instructions=ins, desc_int=desc_int,
+    program = Program(target="systolic", spec=spec, regions=plan.regions, memories=memories(spec, plan.size),
+                      constants=plan.chunks, instructions=ins, desc_int=desc_int,
                       desc_float=desc_float, layers=layers, inputs=list(graph.inputs),
-                      outputs=list(graph.outputs), onchip_dtypes=onchip_dtypes)
+                      outputs=list(graph.outputs))
     return program.verify()
 
 
@@ -207,7 +214,7 @@ def _lower_gemm_layer(graph, node, plan, builder, budget, dt, ready, index) -> M
     fields = {**{f: 0 for f in CONV_FIELDS}, "x_zp_addr": -1, **fields, **integer, "x": plan.addr(node.inputs[0]),
               "out": plan.addr(node.outputs[0]), "activation": ACTIVATION_ID[node.attrs.get("activation", "none")]}
     # one descriptor per group, consecutive: group g reads input channels g*cin_g.. and writes filters g*ng..
-    descs = [builder.descriptor([dict(fields, cin_off=g * fields["cin_g"], cout_off=g * ng)[f] for f in CONV_FIELDS])
+    descs = [builder.descriptor("matmul", dict(fields, cin_off=g * fields["cin_g"], cout_off=g * ng))
              for g in range(groups)]
     # each buffer slot starts on an element boundary of what the buffer holds
     slot_bytes = tuple(size // tiling.buffers // elem * elem for size, elem in (

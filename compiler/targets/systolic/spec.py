@@ -28,7 +28,7 @@ class ArraySpec:
 @dataclass(frozen=True)
 class MemorySpec:
     # At most 1 GiB (1048576 KiB) each: a functional run allocates every on-chip memory in full
-    # (sim/run.py onchip_memories), and 1 GiB is above the largest single-die SRAM (Graphcore
+    # (sim/run.py memory_buffers), and 1 GiB is above the largest single-die SRAM (Graphcore
     # GC200: 900 MB), so a larger value is a typo that would ask the simulator for gigabytes.
     input_scratchpad_kib: float = spec_field(256, "on-chip buffer for activation tiles (KiB)", minimum=0.001,
                                      maximum=1048576)

@@ -13,9 +13,10 @@ Buffers hold `tiling.buffers` slots used round robin, and a load into a slot
 waits for the last matmul that read the slot's previous tile (the store, for an
 accumulator slot). Byte counts use each operand's element size, and DMA rows name
 the element type of the DRAM data they move (OperandTypes). Plain Numba loops,
-because a sweep emits tens of thousands of rows per design point. Numba's disk cache only notices changes to the file a
-kernel lives in, so the kernels here call nothing from other modules: what they
-need from compiler.program comes in as arguments.
+because a sweep emits tens of thousands of rows per design point. They write each
+operand at its column by name (compiler.program.OPERAND, compiled in as constants;
+`emit_gemm` keeps their Numba cache fresh, compiler/numba_cache.py) and call nothing
+else from other modules.
 """
 from __future__ import annotations
 
@@ -26,7 +27,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 from numba import njit, vectorize
 
-from compiler.program import DTYPE_CODE, ELEMENT_BYTES, N_OPERANDS, OPCODE_ENGINE, OPCODE_ID, Instructions
+from compiler import numba_cache
+from compiler.program import (DTYPE_CODE, ELEMENT_BYTES, LAYOUT, N_OPERANDS, OPCODE_ENGINE, OPCODE_ID, OPERAND,
+                              Instructions)
 
 if TYPE_CHECKING:
     from compiler.targets.systolic.tiling import Tiling
@@ -35,6 +38,8 @@ KINDS = ("load_bias", "load_im2col", "load_weights", "matmul", "store_tile")
 BIAS, LOAD_A, LOAD_W, MATMUL, STORE = range(len(KINDS))
 OPCODES = np.array([OPCODE_ID[op] for op in KINDS], np.int16)
 ENGINES = OPCODE_ENGINE[OPCODES]
+# each kind's operand columns, by name
+BIAS_COLS, LOAD_A_COLS, LOAD_W_COLS, MATMUL_COLS, STORE_COLS = (OPERAND[op] for op in KINDS)
 
 
 @dataclass(frozen=True)
@@ -77,9 +82,22 @@ def emit_gemm(base: int, layer: int, tiling: Tiling, slot_bytes: tuple, geom: tu
     bytes). slot_bytes = (input, weight, accumulator) bytes per buffer slot; geom as in im2col_elems;
     input_ready = row that last wrote the layer's input (-1: none); types: the operands' element types."""
     t = tiling
+    _fresh()
     return Instructions(*_loop_nest(
         base, layer, m, k, n, groups, t.tm, t.tk, t.tn, t.buffers, t.order == "m_outer", desc0, w_addr, bias_addr,
         *slot_bytes, input_ready, geom, OPCODES, ENGINES, *types.arrays, N_OPERANDS))
+
+
+@functools.cache
+def _fresh() -> None:
+    """Recompile this module's kernels once if their cache holds other layout tables."""
+    numba_cache.refresh(globals())
+
+
+@njit(cache=True)
+def _layout():
+    """The fingerprint of the layout tables this module's cached code was compiled with."""
+    return LAYOUT
 
 
 @njit(cache=True)
@@ -105,13 +123,11 @@ def im2col_elems(kk, oh, ow, sh, span_h, h, w, m0, tm, k0, tk):
 
 
 @njit(cache=True, inline="always")   # a call per row would cost more than the row
-def _put(rows, i, kind, a0, a1, a2, a3, a4, a5, a6, a7, d0, d1, d2, dram, onchip, work):
-    """Write row i of `kind` (operands a0..a7); its dependencies d0..d2 (-1: none) go in sorted,
-    without repeats."""
-    engine, opcode, _, operands, dram_col, onchip_col, work_col, dep_ptr, dep_idx, opcodes, engines = rows
+def _put(rows, i, kind, d0, d1, d2, dram, onchip, work):
+    """Write row i of `kind` but its operands (the caller writes them by name); its dependencies
+    d0..d2 (-1: none) go in sorted, without repeats."""
+    engine, opcode, _, _, dram_col, onchip_col, work_col, dep_ptr, dep_idx, opcodes, engines = rows
     engine[i], opcode[i] = engines[kind], opcodes[kind]
-    operands[i, 0], operands[i, 1], operands[i, 2] = a0, a1, a2
-    operands[i, 3], operands[i, 4], operands[i, 5], operands[i, 6], operands[i, 7] = a3, a4, a5, a6, a7
     dram_col[i], onchip_col[i], work_col[i] = dram, onchip, work
     if d0 > d1:
         d0, d1 = d1, d0
@@ -141,6 +157,7 @@ def _loop_nest(base, layer, m, k, n, groups, tm, tk, tn, nbuf, m_outer, desc0, w
     rows = (np.empty(cap, np.int8), np.empty(cap, np.int16), np.full(cap, layer, np.int32),
             np.zeros((cap, n_operands), np.int64), np.empty(cap, np.int64), np.empty(cap, np.int64),
             np.empty(cap, np.int64), np.zeros(cap + 1, np.int64), np.empty(3 * cap, np.int64), opcodes, engines)
+    o = rows[3]                                # operands, written by name (OPERAND)
     # last row that used each slot (-1: none yet); slots turn round robin across the layer's groups
     a_user, w_user, acc_user = np.full(nbuf, -1), np.full(nbuf, -1), np.full(nbuf, -1)
     a_next = w_next = acc_next = 0
@@ -157,8 +174,10 @@ def _loop_nest(base, layer, m, k, n, groups, tm, tk, tn, nbuf, m_outer, desc0, w
             acc_slot, acc_next = acc_next, (acc_next + 1) % nbuf
             acc = acc_slot * acc_slot_bytes
             src = bias + n0 * bias_b if bias >= 0 else -1
-            _put(rows, i, BIAS, src, tm_, tn_, acc, bias_code, 0, 0, 0, acc_user[acc_slot], -1, -1,
-                 (tn_ * bias_b if src >= 0 else 0) + tn_ * chan_b, tm_ * tn_ * acc_b, 0)
+            _put(rows, i, BIAS, acc_user[acc_slot], -1, -1, (tn_ * bias_b if src >= 0 else 0) + tn_ * chan_b,
+                 tm_ * tn_ * acc_b, 0)
+            c = BIAS_COLS
+            o[i, c.src], o[i, c.tm], o[i, c.tn], o[i, c.dst], o[i, c.src_dtype] = src, tm_, tn_, acc, bias_code
             prev = base + i
             i += 1
             for k0 in range(0, k, tk):
@@ -166,25 +185,33 @@ def _loop_nest(base, layer, m, k, n, groups, tm, tk, tn, nbuf, m_outer, desc0, w
                 if a_m0 != m0 or a_k0 != k0:
                     a_slot, a_next = a_next, (a_next + 1) % nbuf
                     read = _im2col_elems(kk, oh, ow, sh, span_h, h, w, m0, tm_, k0, tk_) * x_b
-                    _put(rows, i, LOAD_A, desc, m0, tm_, k0, tk_, a_slot * a_slot_bytes, x_code, 0,
-                         a_user[a_slot], input_ready, -1, read, tm_ * tk_ * in_b, 0)
+                    _put(rows, i, LOAD_A, a_user[a_slot], input_ready, -1, read, tm_ * tk_ * in_b, 0)
+                    c = LOAD_A_COLS
+                    o[i, c.desc], o[i, c.m0], o[i, c.tm], o[i, c.k0], o[i, c.tk] = desc, m0, tm_, k0, tk_
+                    o[i, c.dst], o[i, c.src_dtype] = a_slot * a_slot_bytes, x_code
                     a_m0, a_k0, a_row = m0, k0, base + i
                     i += 1
                 if w_n0 != n0 or w_k0 != k0:
                     w_slot, w_next = w_next, (w_next + 1) % nbuf
                     w_bytes = tk_ * tn_ * w_b
-                    _put(rows, i, LOAD_W, w_addr + (k0 * n + n0) * w_b, tk_, tn_, n, w_slot * w_slot_bytes,
-                         w_code, 0, 0, w_user[w_slot], -1, -1, w_bytes, w_bytes, 0)
+                    _put(rows, i, LOAD_W, w_user[w_slot], -1, -1, w_bytes, w_bytes, 0)
+                    c = LOAD_W_COLS
+                    o[i, c.src], o[i, c.tk], o[i, c.tn] = w_addr + (k0 * n + n0) * w_b, tk_, tn_
+                    o[i, c.src_row_elems], o[i, c.dst], o[i, c.src_dtype] = n, w_slot * w_slot_bytes, w_code
                     w_n0, w_k0, w_row = n0, k0, base + i
                     i += 1
-                _put(rows, i, MATMUL, a_slot * a_slot_bytes, w_slot * w_slot_bytes, acc, tm_, tk_, tn_, desc, n0,
-                     a_row, w_row, prev, 0, tm_ * tk_ * in_b + tk_ * tn_ * w_b + 2 * tm_ * tn_ * acc_b,
+                _put(rows, i, MATMUL, a_row, w_row, prev, 0, tm_ * tk_ * in_b + tk_ * tn_ * w_b + 2 * tm_ * tn_ * acc_b,
                      tm_ * tk_ * tn_)
+                c = MATMUL_COLS
+                o[i, c.a], o[i, c.w], o[i, c.acc] = a_slot * a_slot_bytes, w_slot * w_slot_bytes, acc
+                o[i, c.tm], o[i, c.tk], o[i, c.tn], o[i, c.desc], o[i, c.n0] = tm_, tk_, tn_, desc, n0
                 prev = base + i
                 a_user[a_slot] = w_user[w_slot] = prev
                 i += 1
-            _put(rows, i, STORE, desc, acc, m0, tm_, n0, tn_, out_code, 0, prev, -1, -1,
-                 tm_ * tn_ * out_b, tm_ * tn_ * acc_b, tm_ * tn_ if chan_b > 0 else 0)
+            _put(rows, i, STORE, prev, -1, -1, tm_ * tn_ * out_b, tm_ * tn_ * acc_b, tm_ * tn_ if chan_b > 0 else 0)
+            c = STORE_COLS
+            o[i, c.desc], o[i, c.acc], o[i, c.m0], o[i, c.tm] = desc, acc, m0, tm_
+            o[i, c.n0], o[i, c.tn], o[i, c.dst_dtype] = n0, tn_, out_code
             acc_user[acc_slot] = base + i
             i += 1
     engine, opcode, layers, operands, dram, onchip, work, dep_ptr, dep_idx = rows[:9]

@@ -1,12 +1,12 @@
-"""Explorer: the `dse` command and Python API (run, compile, sweep, load).
+"""Explorer: the `dse` command and Python API (run, compile, sweep, load, reprice).
 
 The API is imported on first use (PEP 562), so `dse --help` does not pay for onnx, Numba and
 pandas; `import dse; dse.run(...)` reads as before."""
 import importlib
 
 _API = {"RunResult": "dse.api", "compile": "dse.api", "run": "dse.api", "layer_mappings": "dse.api",
-        "SweepResult": "dse.sweep", "load": "dse.sweep", "sweep": "dse.sweep"}
-__all__ = ["RunResult", "SweepResult", "compile", "run", "sweep", "load", "layer_mappings"]
+        "SweepResult": "dse.sweep", "load": "dse.sweep", "sweep": "dse.sweep", "reprice": "dse.reprice"}
+__all__ = ["RunResult", "SweepResult", "compile", "run", "sweep", "load", "layer_mappings", "reprice"]
 
 
 def __getattr__(name):

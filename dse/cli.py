@@ -59,6 +59,13 @@ def _parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="rebuild a sweep's index.html from its store (no re-simulation)")
     rp.add_argument("folder", help="a sweep's report folder")
     rp.add_argument("--open", action="store_true", help="open the page in the web browser")
+    rr = sub.add_parser("reprice", help="price a finished sweep again with another technology table (no "
+                                        "re-simulation) into a new report folder")
+    rr.add_argument("folder", help="a sweep's report folder (left as it is)")
+    rr.add_argument("--technology", required=True,
+                    help="a bundled table's name (hwspecs/tech/<name>.yaml, e.g. 7nm) or a path to a .yaml table")
+    rr.add_argument("--out", help="report folder to write (default FOLDER-<table name>)")
+    rr.add_argument("--force", action="store_true", help="replace what a non-empty --out holds (otherwise refused)")
     e = sub.add_parser("export", help="write a sweep's stored evaluations as CSV or Parquet")
     e.add_argument("folder")
     e.add_argument("--format", choices=("csv", "parquet"), default="csv")
@@ -207,6 +214,11 @@ def cmd_report(args) -> None:
         webbrowser.open(done.path.resolve().as_uri())
 
 
+def cmd_reprice(args) -> None:
+    from dse.reprice import reprice
+    reprice(args.folder, args.technology, out=args.out, force=args.force)
+
+
 def cmd_export(args) -> None:
     from dse.sweep import load
     df = load(args.folder)
@@ -235,7 +247,8 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
         commands = {"run": cmd_run, "compile": cmd_compile, "models": cmd_models, "sweep": cmd_sweep,
-                    "pareto": cmd_pareto, "report": cmd_report, "export": cmd_export, "quantize": cmd_quantize}
+                    "pareto": cmd_pareto, "report": cmd_report, "export": cmd_export, "quantize": cmd_quantize,
+                    "reprice": cmd_reprice}
         return commands[args.command](args) or 0
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)

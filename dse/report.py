@@ -25,6 +25,9 @@ from dse.space import METRICS
 from sim.stats import definitions
 
 PLOT_CONFIG = {"displaylogo": False, "responsive": True}
+NO_DRILLDOWN = ("<p>Not built with this page, which was written without simulating anything; "
+                "<code>dse report</code> on this folder adds it (the front designs re-run in timing mode, "
+                "a few ms each).</p>")
 
 
 def _reason_counts(points: pd.DataFrame) -> list:
@@ -147,14 +150,16 @@ const i=Number(p.customdata[p.customdata.length-1]);if(i>=0)window.dseSelectDesi
 
 
 def write_report(points: pd.DataFrame, evaluations: pd.DataFrame, space, workloads, path: Path,
-                 notes=()) -> dict:
-    """Write index.html; `notes` are extra warnings for the banner. Returns what the page holds:
-    {"bytes", "front", "drilldown_s"} (its size, front designs, seconds spent re-simulating them)."""
+                 notes=(), drilldown=True) -> dict:
+    """Write index.html; `notes` are extra warnings for the banner; `drilldown` False leaves out the
+    drill-down, which re-simulates the front designs (dse reprice simulates nothing). Returns what the
+    page holds: {"bytes", "front", "drilldown_s"} (its size, front designs, seconds re-simulating them)."""
     path = Path(path)
     meta, checks = _folder_files(path.parent)
     feasible = int(points["feasible"].sum()) if len(points) else 0
-    drill_html, drill, drill_s = drilldown_section(points, evaluations, space, workloads) if feasible \
-        else ("<p>No feasible design: nothing to drill into.</p>", {}, 0.0)
+    drill_html, drill, drill_s = drilldown_section(points, evaluations, space, workloads) \
+        if feasible and drilldown else (NO_DRILLDOWN if feasible else
+                                         "<p>No feasible design: nothing to drill into.</p>", {}, 0.0)
     fronts = _front_plots(points, space, drill) if feasible else []
     latency = _latency_plots(evaluations, space)
     name = esc(space.base.name)

@@ -17,6 +17,7 @@ from compiler.errors import SpecError
 from dse import sweep as sweepmod
 from dse.report import write_report
 from dse.store import STORE_FILE, Store, evaluation_key, study_key
+from dse.strategies import Listed
 
 
 @dataclass
@@ -79,25 +80,40 @@ def _sweep_meta(folder: Path) -> dict:
         raise SpecError(f"{folder}: no finished sweep there ({exc}); run dse sweep first") from None
 
 
-def rebuild(folder) -> Rebuilt:
-    """Write FOLDER/index.html from FOLDER's store and sweep.json, as the sweep that made them would."""
-    t0 = time.perf_counter()
-    folder = Path(folder)
-    meta = _sweep_meta(folder)
+def load_study(folder: Path, meta: dict) -> tuple:
+    """(spec path, space, workloads, search) of the sweep whose sweep.json is `meta`, built again from
+    the spec it names (with the technology dse reprice put in its place; a re-priced study proposes
+    its source's points, whatever the strategy would propose with the new figures)."""
     spec_path = meta.get("spec", "?")
     beside = folder.parent.parent / spec_path   # a relative path from where the sweep ran (reports/NAME/..)
     if not Path(spec_path).is_absolute() and not Path(spec_path).exists() and beside.is_file():
         spec_path = str(beside)
     try:
         _, space, workloads, search = sweepmod._validated(spec_path, strategy=meta.get("strategy"),
-                                                          budget=meta.get("budget"), seed=meta.get("seed"))
+                                                          budget=meta.get("budget"), seed=meta.get("seed"),
+                                                          technology=meta.get("technology"))
     except SpecError as exc:
         raise SpecError(f"{folder}: the sweep's spec ({spec_path}, from sweep.json) cannot be read again: {exc} "
                         "(run dse report from the folder the sweep ran in)") from None
+    if "indices" in meta:
+        search = Listed(meta["indices"])
+    return spec_path, space, workloads, search
+
+
+def check_study(folder: Path, store: Store, spec_path, space, workloads) -> None:
+    """SpecError unless the store holds the study the spec describes now."""
+    if store.study[0] != study_key(space, workloads):
+        raise SpecError(f"{folder}: {spec_path} has changed since the sweep stored there ({store.study[1]}); "
+                        "restore it, or run dse sweep again")
+
+
+def rebuild(folder) -> Rebuilt:
+    """Write FOLDER/index.html from FOLDER's store and sweep.json, as the sweep that made them would."""
+    t0 = time.perf_counter()
+    folder = Path(folder)
+    spec_path, space, workloads, search = load_study(folder, _sweep_meta(folder))
     with Store(folder) as store:
-        if store.study[0] != study_key(space, workloads):
-            raise SpecError(f"{folder}: {spec_path} has changed since the sweep stored there ({store.study[1]}); "
-                            "restore it, or run dse sweep again")
+        check_study(folder, store, spec_path, space, workloads)
         results = _StoredResults(store, workloads)
         points, missing = _replay(space, workloads, search, results)
         frame = sweepmod.points_frame(space, points)

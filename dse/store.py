@@ -82,8 +82,9 @@ def _file_hash(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
-def evaluation_key(spec_key: str, workload_identity: str) -> str:
-    return _hash([spec_key, workload_identity, compiler_version()])
+def evaluation_key(spec_key: str, workload_identity: str, version: str | None = None) -> str:
+    """`version`: the compiler version that made the result (default: this one)."""
+    return _hash([spec_key, workload_identity, version or compiler_version()])
 
 
 def study_key(space, workloads) -> str:
@@ -183,7 +184,13 @@ class Store:
                     (record["key"], record["point_key"], json.dumps(record["point"], sort_keys=True),
                      record["workload"], int(bool(record["feasible"])), record.get("reason", ""),
                      json.dumps(record.get("metrics", {}), sort_keys=True),
-                     float(record.get("eval_seconds", 0.0)), time.time(), compiler_version()), more)
+                     float(record.get("eval_seconds", 0.0)), time.time(),
+                     record.get("compiler_version") or compiler_version()), more)   # a copied row keeps its own
+
+    def origins(self) -> dict:
+        """key -> (compiler version, eval_seconds) of every stored evaluation: what made it, in how long."""
+        return {key: (version, seconds) for key, version, seconds in
+                self.db.execute("SELECT key, compiler_version, eval_seconds FROM evaluations")}
 
     def layer_mappings(self, key: str) -> list | None:
         """Which mapping gave evaluation `key` its cycles: per layer {name, op, cycles, mapping (a

@@ -33,6 +33,14 @@ class Grid:
         pass
 
 
+class Listed(Grid):
+    """Given points, proposed once in their order: a re-priced study's (dse reprice), which are its
+    source study's points whatever the strategy would choose with the new figures."""
+
+    def __init__(self, indices):
+        self.batch = [tuple(int(i) for i in point) for point in indices]
+
+
 class _Sampled(Grid):
     """Budget distinct points drawn once (the whole grid if the budget covers it);
     subclasses give `draw(sizes, budget, rng)` -> [budget, parameters] value indices."""

@@ -165,11 +165,14 @@ def _explore(spec, spec_path, space, workloads, search, executor, store, workers
     return result
 
 
-def _validated(spec_path, **overrides):
+def _validated(spec_path, technology=None, **overrides):
     """The spec, its design space, workloads and search strategy, everything checked before the
     first evaluation (names, paths, values, ranges, expressions): a mistake is one SpecError
-    naming the file and the field path. `overrides` (strategy, budget, seed) replace the spec's."""
+    naming the file and the field path. `overrides` (strategy, budget, seed) replace the spec's;
+    `technology` replaces its table (a study re-priced by dse reprice)."""
     spec = specmod.load(spec_path)
+    if technology is not None:
+        spec = specmod.replace_path(spec, "technology", technology)
     raw = dict(spec.sweep or {})
     raw.update({k: v for k, v in overrides.items() if v is not None})
     try:
@@ -317,14 +320,34 @@ def _write_outputs(folder, spec_path, space, workloads, store, points, interrupt
     pts = points_frame(space, points)
     evaluations.to_csv(folder / "results.csv", index=False)
     pts.to_csv(folder / "points.csv", index=False)
-    (folder / SWEEP_FILE).write_text(json.dumps({
+    (folder / SWEEP_FILE).write_text(json.dumps(sweep_meta(spec_path, space, workloads, store, points,
+                                                           interrupted), indent=1))
+    write_report(pts, evaluations, space, workloads, folder / "index.html")
+    return SweepResult(folder, pts, evaluations, interrupted, computed)
+
+
+def sweep_meta(spec_path, space, workloads, store, points, interrupted) -> dict:
+    """What sweep.json records: the spec and options to build the study again (dse report), and its state."""
+    return {
         "spec": str(spec_path), "strategy": space.strategy, "budget": space.budget, "seed": space.seed,
         "parameters": space.parameters, "objectives": [[o.name, o.direction] for o in space.objectives],
         "workloads": [[w.model, w.batch, w.weight] for w in workloads], "interrupted": interrupted,
         "point_keys": sorted({p.key for p in points.values() if p.key}), "study": store.study[0],
-    }, indent=1))
-    write_report(pts, evaluations, space, workloads, folder / "index.html")
-    return SweepResult(folder, pts, evaluations, interrupted, computed)
+    }
+
+
+def best_lines(pts: pd.DataFrame, space) -> list:
+    """One line per objective: the best feasible point's figure, with its unit, and its parameters."""
+    ok, lines = pts[pts["feasible"]], []
+    for o in space.objectives:
+        if ok[o.name].isna().all():
+            lines.append(f"  {o.name}: not available from this target's stats")
+            continue
+        best = ok.loc[ok[o.name].idxmin() if o.direction == "min" else ok[o.name].idxmax()]
+        params = ", ".join(f"{k}={best[k]}" for k in space.parameters) or "the spec's values"
+        figure = f"{best[o.name]:.4g} {spacemod.METRICS[o.name][0]}"
+        lines.append(f"  best {o.name:<18} {figure:<18} at {params}")
+    return lines
 
 
 def _summary(result: SweepResult, space, seconds: float) -> str:
@@ -335,16 +358,7 @@ def _summary(result: SweepResult, space, seconds: float) -> str:
              f"on the Pareto front of {', '.join(o.name for o in space.objectives)}) in {seconds:.1f} s; "
              f"{result.computed} evaluations computed, the rest reused from the store"]
     if feasible:
-        ok = pts[pts["feasible"]]
-        for o in space.objectives:
-            if ok[o.name].isna().all():
-                lines.append(f"  {o.name}: not available from this target's stats")
-                continue
-            best = ok.loc[ok[o.name].idxmin() if o.direction == "min" else ok[o.name].idxmax()]
-            params = ", ".join(f"{k}={best[k]}" for k in space.parameters) or "the spec's values"
-            unit = spacemod.METRICS[o.name][0]
-            figure = f"{best[o.name]:.4g} {unit}"
-            lines.append(f"  best {o.name:<18} {figure:<18} at {params}")
+        lines += best_lines(pts, space)
     if len(pts) and not feasible and result.interrupted:  # complete: NoFeasiblePoint says it
         count, reason = _most_common_reason(pts)
         lines.append(f"  no feasible point; most common reason ({count} of {len(pts)}): {reason}")
@@ -405,10 +419,11 @@ def pareto_table(folder, objectives: str | None = None) -> str:
 class _CallableModule(type(sys)):
     """`dse.sweep` names both this module and its `sweep` function: the package imports its API
     lazily (dse/__init__.py, for a fast `dse --help`), so once this module is imported the package
-    attribute is the module; calling it calls the function, as `dse.sweep(spec, ...)` always did."""
+    attribute is the module; calling it calls the function, as `dse.sweep(spec, ...)` always did.
+    (dse.reprice does the same: a module calls its function of the same name.)"""
 
     def __call__(self, *args, **kwargs):
-        return sweep(*args, **kwargs)
+        return getattr(self, self.__name__.rpartition(".")[2])(*args, **kwargs)
 
 
 sys.modules[__name__].__class__ = _CallableModule

@@ -22,7 +22,7 @@ DEFINITIONS = {
     "utilisation": "fraction: macs / (total_cycles x the target's peak MACs per cycle)",
     "achieved_ops_per_s": "ops/s: 2 x macs / latency_s",
     "engine_busy_cycles": "cycles each engine spends executing instructions",
-    "bytes": "bytes moved per memory level (DRAM read+write; scratchpads and accumulator written+read)",
+    "bytes": "bytes moved per memory level (DRAM read+write; each on-chip memory written+read)",
     "layer.cycles": "cycles from the layer's first instruction start to its last finish",
     "layer.compute_cycles": "cycles the layer's compute engine (matrix or vector) is busy",
     "layer.stall_cycles": "layer.cycles - layer.compute_cycles: waiting on memory or dependencies",
@@ -157,19 +157,45 @@ def collect(program: Program, cycles: np.ndarray, start: np.ndarray, finish: np.
     vector_ops = int(ins.work[vec].sum())
     requant_ops = int(requant.sum())
     costs = target.unit_costs(spec)
-    energy = energy_model.energy_j(costs, macs, vector_ops, level_bytes, latency, requant_ops)
     _price_layers(costs, layers)
-    total_energy, area = sum(energy.values()), sum(costs.area_mm2.values())
     return Stats(total_cycles=total, latency_s=latency, macs=macs,
                  utilisation=macs / (total * pes) if total else 0.0,
                  achieved_ops_per_s=2 * macs / latency if latency else 0.0,
                  engine_busy_cycles={e: busy[e] for e in ENGINES},
                  bytes=level_bytes, layers=layers,
                  ideal_memory=ideal_memory, instructions=len(ins), vector_ops=vector_ops,
-                 requant_ops=requant_ops,
-                 technology=spec.technology, energy_j=total_energy, area_mm2=area,
-                 power_w=total_energy / latency if latency else 0.0, edp_j_s=total_energy * latency,
-                 energy_by_component_j=energy, area_by_component_mm2=dict(costs.area_mm2), target=program.target)
+                 requant_ops=requant_ops, target=program.target,
+                 **priced(spec, costs, macs, vector_ops, level_bytes, latency, requant_ops))
+
+
+def priced(spec, costs, macs, vector_ops, level_bytes: dict, latency_s: float, requant_ops) -> dict:
+    """The priced fields of Stats (technology, energy_j, area_mm2, power_w, edp_j_s and both
+    by-component dicts) from one run's action counts and the spec's unit costs: the one place a run
+    is priced, after simulation (collect) or again from a stored row (reprice_flat)."""
+    energy = energy_model.energy_j(costs, macs, vector_ops, level_bytes, latency_s, requant_ops)
+    total = sum(energy.values())
+    return {"technology": spec.technology, "energy_j": total, "area_mm2": sum(costs.area_mm2.values()),
+            "power_w": total / latency_s if latency_s else 0.0, "edp_j_s": total * latency_s,
+            "energy_by_component_j": energy, "area_by_component_mm2": dict(costs.area_mm2)}
+
+
+def reprice_flat(row: dict, spec) -> dict:
+    """A flat row (Stats.flat) priced again for `spec`, e.g. the spec it was simulated for with another
+    technology table: its action counts (macs, vector_ops, requant_ops, <level>_bytes) and latency_s
+    times the target's unit_costs(spec), every priced column replaced and every other one kept. Equal
+    to the row a simulation of `spec` gives when the counts and cycles are the same (they do not
+    depend on the technology table). KeyError if the row lacks a count the target prices."""
+    costs = sim_targets.of(spec.target).unit_costs(spec)
+    level_bytes = {level: row[f"{level}_bytes"] for level in costs.byte_j}
+    fields = priced(spec, costs, row["macs"], row["vector_ops"], level_bytes, row["latency_s"],
+                    row.get("requant_ops", 0))
+    stale = [k for k in row if k.startswith("energy_") and k.endswith("_j")
+             or k.startswith("area_") and k.endswith("_mm2")]
+    out = {k: v for k, v in row.items() if k not in stale}
+    out.update({k: v for k, v in fields.items() if not isinstance(v, dict)})
+    out.update({f"energy_{k}_j": v for k, v in fields["energy_by_component_j"].items()})
+    out.update({f"area_{k}_mm2": v for k, v in fields["area_by_component_mm2"].items()})
+    return out
 
 
 def _price_layers(costs, layers: list) -> None:

@@ -212,6 +212,10 @@ CASES = [
      SWEEP, "finite"),
     ("sweep: unknown workload", {"sweep.yaml": sweep_spec("parameters:\n  array.rows: [4]",
                                                           workloads="[zoo:squeezent]")}, SWEEP, "squeezenet"),
+    # ---- dse reprice: a report folder and a technology table ---------------------------------
+    ("reprice: not a sweep folder", {"notes.txt": "a folder, no sweep in it\n"},
+     ["reprice", "{tmp}", "--technology", "7nm"], "no results store"),
+    ("reprice: unknown technology", {}, ["reprice", "{tmp}", "--technology", "3nm"], "allowed: 45nm, 7nm"),
 ]
 # A sweep whose every point is infeasible is found only after the work (constraints may read area_mm2
 # and the like): it prints progress, writes the report and ends with one error line and exit 2

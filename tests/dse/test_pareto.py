@@ -55,3 +55,21 @@ def test_hypervolume_equals_exact_grid_count(values):
 def test_reference_point_is_just_beyond_the_worst():
     ref = reference_point(np.array([[1.0, 10.0], [3.0, 20.0]]))
     assert np.allclose(ref, [3.2, 21.0])
+
+
+def test_ranks_equal_peeling_fronts_one_by_one_with_ties_and_nan():
+    """The fast sort (domination matrix once) gives what removing fronts one at a time gives."""
+    rng = np.random.default_rng(1)
+    for _ in range(200):
+        n, d = int(rng.integers(0, 50)), int(rng.integers(1, 4))
+        v = rng.integers(0, 4, (n, d)).astype(float)     # many ties
+        if n and rng.random() < 0.3:
+            v[rng.integers(0, n)] = np.nan
+        want = np.full(n, -1)
+        left = np.flatnonzero(~np.isnan(v).any(axis=1))
+        rank = 0
+        while len(left):
+            front = non_dominated(v[left])
+            want[left[front]] = rank
+            left, rank = left[~front], rank + 1
+        assert ranks(v).tolist() == want.tolist()

@@ -10,12 +10,13 @@ import os
 from pathlib import Path
 
 from compiler.errors import SpecError
+from compiler.targets import DEFAULT_TARGET
 
 # hwspecs/ sits beside compiler/ in both layouts: the repository root (an editable install
 # or a checkout on sys.path) and site-packages, where pyproject.toml installs it as package data.
 HWSPECS_DIR = Path(__file__).resolve().parents[1] / "hwspecs"
 TECH_DIR = HWSPECS_DIR / "tech"
-DEFAULT_SPEC = "systolic"  # what `dse run` and `dse compile` use without --hw
+DEFAULT_SPEC = DEFAULT_TARGET  # hwspecs/<default target>.yaml: what `dse run` and `dse compile` use without --hw
 
 
 def spec_names() -> tuple:

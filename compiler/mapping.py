@@ -13,12 +13,10 @@ Fields (every size is a count of elements or iterations, never bytes):
               tiles are smaller). tiles (derived, in to_dict): tile steps per dimension,
               ceil(extent / tile); their product is the number of tile steps (matmuls) of the layer
   loop_order  the tile loops, outermost first (the innermost one varies fastest)
-  dataflow    what the array keeps stationary (weight_stationary, output_stationary,
-              input_stationary), or None where it does not apply (the vector unit)
-  extras      target-specific figures, JSON scalars: the systolic target's buffers (2: double
-              buffering, 1: single), est_cycles (the tile search's estimate of the layer's cycles,
-              not the simulated ones) and, on an integer layer, datapath (its operand types and
-              requantiser)
+  dataflow    which operand the unit keeps in place (the target's names, e.g.
+              weight_stationary), or None where it does not apply (a vector unit)
+  extras      target-specific figures, JSON scalars, documented by the target that writes them
+              (e.g. buffers, a tile search's estimated cycles, the datapath of an integer layer)
 """
 from __future__ import annotations
 
@@ -34,7 +32,7 @@ class Mapping:
     dims: dict = field(default_factory=dict, hash=False)     # dimension -> extent (elements)
     tile: dict = field(default_factory=dict, hash=False)     # dimension -> tile size (elements)
     loop_order: tuple = ()                                   # dimensions, outermost first
-    dataflow: str | None = None                              # None: not a systolic array
+    dataflow: str | None = None                              # None: does not apply
     extras: dict = field(default_factory=dict, hash=False)   # target-specific JSON scalars
 
     @property

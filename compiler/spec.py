@@ -30,8 +30,8 @@ DATATYPE_BITS = {"fp32": 32, "fp16": 16, "bf16": 16, "int8": 8, "uint8": 8, "int
 FLOAT_TYPES = ("fp32", "bf16", "fp16")
 INTEGER_TYPES = ("int8", "uint8")
 # The datapaths this version simulates (sim/kernels.py), as datatypes field -> allowed types.
-# Float: fp32, or bf16/fp16 in with fp32 accumulation. Integer: 8-bit codes in DRAM and the
-# scratchpads; the array subtracts each operand's zero point into a 9-bit signed value
+# Float: fp32, or bf16/fp16 in with fp32 accumulation. Integer: 8-bit codes in DRAM and on
+# chip; the matrix unit subtracts each operand's zero point into a 9-bit signed value
 # (uint8 - zp and int8 - zp both fit), so either signedness runs and each layer's comes from
 # the model's quantisation; products accumulate exactly in int32 and are requantised to 8-bit
 # outputs as ONNX specifies (docs/int8_datapath.md). int16 is declared, not simulated.
@@ -69,10 +69,10 @@ def spec_field(default, doc: str, *, minimum=None, maximum=None, choices=None, c
 class DatatypeSpec:
     """One datapath (see DATAPATHS): fp32/bf16/fp16 with an fp32 accumulator, or 8-bit
     integer codes with an int32 accumulator; `input` chooses which."""
-    input: str = spec_field("fp32", "element type of the graph inputs in DRAM and of the input scratchpad "
-                    "(integer datapath: the codes the scratchpad holds; tensors keep the model's types)",
+    input: str = spec_field("fp32", "element type of the graph inputs in DRAM and of the matrix unit's activation "
+                    "operand on chip (integer datapath: its codes; tensors keep the model's types)",
                     choices=DATATYPES)
-    weight: str = spec_field("fp32", "element type of the weights in DRAM and of the weight scratchpad",
+    weight: str = spec_field("fp32", "element type of the weights in DRAM and on chip",
                      choices=DATATYPES)
     accumulator: str = spec_field("fp32", "element type of the accumulator (and of the GEMM biases in DRAM): "
                           "fp32 for float inputs, int32 for integer", choices=DATATYPES)
@@ -200,7 +200,7 @@ def from_dict(data: dict, where: str = "<spec>"):
 
 
 def load(path: str | Path):
-    """Load and validate a hardware spec: a YAML file, or a bundled spec by name (`systolic_int8`)."""
+    """Load and validate a hardware spec: a YAML file, or a bundled spec by name (compiler/bundled.py)."""
     path = spec_path(path)
     try:
         text = path.read_text()

@@ -1,6 +1,6 @@
 """Python API: `dse.run(model, hw=...)` compiles a model for a spec and simulates it.
 
-    r = dse.run("model.onnx", hw="systolic", inputs={"x": x})   # a bundled spec's name, a YAML path or a dict
+    r = dse.run("model.onnx", hw=NAME, inputs={"x": x})   # a bundled spec's name, a YAML path or a dict
     r.outputs["y"], r.stats.total_cycles
 """
 from __future__ import annotations

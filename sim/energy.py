@@ -6,8 +6,8 @@ memory level) times the table's energy per action, plus leakage over the latency
 In: a Spec and action counts (scalars, or arrays such as per-layer counts).
 Out: energy per component (J) and area per component (mm^2).
 
-Each target prices its own components from these tables (its sim module's unit_costs:
-sim/targets/systolic.py documents the systolic array's model); this module holds the tables, the
+Each target prices its own components from these tables (its sim module's unit_costs, which
+documents its model; sim/targets/__init__.py); this module holds the tables, the
 per-operation and SRAM formulas every target shares, and the pricing of action counts:
   compute (MACs), vector (element-ops) and requantizer (requantised outputs) at their unit
   prices, each memory level's bytes at its J per byte, and leakage = leakage_w x latency.
@@ -25,8 +25,6 @@ import yaml
 from compiler.errors import SpecError
 from compiler.spec import DATATYPE_BITS, DATATYPES, DRAM_TYPES, technology_path
 
-# the components every target's compute prices go to; then one per memory level, then leakage
-ACTION_COMPONENTS = ("pe_array", "vector_unit", "requantizer")
 PJ = 1e-12
 UM2_PER_MM2 = 1e6
 BITS_PER_KIB = 8192
@@ -157,7 +155,7 @@ def sram_area_mm2(tech: Technology, capacity_kib: float) -> float:
 def pe_area_um2(tech: Technology, input: str, weight: str, accumulator: str, macs_per_cycle: int = 1) -> float:
     """One PE: per MAC it completes each cycle a multiplier (wider operand) and an accumulator-type
     adder (the reduction tree and the accumulate), and registers latching that many inputs and
-    weights and one partial sum (the operands a systolic PE holds each cycle)."""
+    weights and one partial sum (the operands a PE holds each cycle)."""
     p = macs_per_cycle
     register_bits = p * (DATATYPE_BITS[input] + DATATYPE_BITS[weight]) + DATATYPE_BITS[accumulator]
     return (p * (max(tech.multiply_um2[input], tech.multiply_um2[weight]) + tech.add_um2[accumulator])
@@ -173,11 +171,12 @@ class UnitCosts:
     byte_j: dict                 # memory level -> J per byte moved
     area_mm2: dict               # component -> mm^2
     leakage_w: float             # leakage power of the whole area
+    components: tuple            # names the target gives the MAC, vector-op and requantiser energies
 
 
 def dynamic_energy_j(costs: UnitCosts, macs, vector_ops, level_bytes: dict, requant_ops=0) -> dict:
     """Dynamic energy per component (J); counts may be scalars or equal-length arrays."""
-    mac, vector, requant = ACTION_COMPONENTS
+    mac, vector, requant = costs.components
     energy = {mac: costs.mac_j * np.asarray(macs, dtype=float),
               vector: costs.vector_op_j * np.asarray(vector_ops, dtype=float),
               requant: costs.requant_j * np.asarray(requant_ops, dtype=float)}
@@ -187,7 +186,7 @@ def dynamic_energy_j(costs: UnitCosts, macs, vector_ops, level_bytes: dict, requ
 
 
 def energy_j(costs: UnitCosts, macs, vector_ops, level_bytes: dict, latency_s: float, requant_ops=0) -> dict:
-    """Energy per component of one run (J): ACTION_COMPONENTS, the memory levels in the costs'
+    """Energy per component of one run (J): the costs' components, the memory levels in the costs'
     order, then leakage."""
     energy = {k: float(v) for k, v in dynamic_energy_j(costs, macs, vector_ops, level_bytes, requant_ops).items()}
     energy["leakage"] = costs.leakage_w * latency_s

@@ -3,11 +3,12 @@
 A target is registered once (`register(Target(...))`) and brings everything target-specific:
   spec   its Spec type (a frozen dataclass of compiler.spec.spec_field fields: the YAML schema);
          it declares `name`, `target`, `clock_ghz`, `technology`, `workloads`, `sweep`, the
-         properties `peak_macs_per_cycle` and `figures` (design figures for the explorer's table,
-         e.g. PE count), and may define `validate(where)` for checks across fields;
+         properties `peak_macs_per_cycle` and `figures` (design figures for the explorer's
+         table, e.g. PE count) with FIGURE_FIELDS (the fields those come from), and may define
+         `validate(where)` for checks across fields;
   lower  (Graph, Spec) -> Program (compiler/program.py), verified, its Layers carrying the mapping;
   sim    its simulator side: a module, or the import path of one, with `instruction_cycles`,
-         `action_counts` and `unit_costs` (the contract is in sim/targets/__init__.py).
+         `level_bytes`, `requant_ops` and `unit_costs` (the contract: sim/targets/__init__.py).
 The built-in targets are imported on first use (BUILTIN), so loading a spec does not import the
 lowering's Numba code. Generic code (pipeline, Program, simulator, explorer) reaches a target only
 through this registry and never names one.

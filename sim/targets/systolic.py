@@ -40,6 +40,7 @@ from compiler.targets.systolic.cycles import matmul_cycles
 from sim.energy import (PJ, UM2_PER_MM2, UnitCosts, mac_pj, pe_area_um2, sram_area_mm2, sram_pj_per_byte,
                         technology)
 
+COMPONENTS = ("pe_array", "vector_unit", "requantizer")   # where MAC, vector and requantiser energy go
 LEVELS = ("dram", "input_scratchpad", "weight_scratchpad", "accumulator")   # level_bytes' keys: its memories
 MATMUL = OPERAND["matmul"]
 # What each energy and area component of this target prices (sim/stats.py adds these to DEFINITIONS)
@@ -137,4 +138,4 @@ def unit_costs(spec) -> UnitCosts:
     return UnitCosts(mac_j=mac_pj(tech, dt.input, dt.weight, dt.accumulator) * PJ,
                      vector_op_j=tech.add_pj[vector_type] * PJ, requant_j=requant_pj * PJ,
                      byte_j={k: v * PJ for k, v in byte_pj.items()}, area_mm2=area,
-                     leakage_w=tech.leakage_w_per_mm2 * sum(area.values()))
+                     leakage_w=tech.leakage_w_per_mm2 * sum(area.values()), components=COMPONENTS)

@@ -158,8 +158,8 @@ def test_power_is_energy_over_latency_on_a_real_run(mlp_stats):
 def test_flat_row_has_energy_columns_each_defined(mlp_stats):
     row = mlp_stats.flat()
     wanted = ["energy_j", "area_mm2", "power_w", "edp_j_s"]
-    wanted += [f"energy_{c}_j" for c in (*energy.ACTION_COMPONENTS, *systolic_sim.LEVELS, "leakage")]
-    wanted += [f"area_{c}_mm2" for c in (*energy.ACTION_COMPONENTS, *systolic_sim.LEVELS[1:])]
+    wanted += [f"energy_{c}_j" for c in (*systolic_sim.COMPONENTS, *systolic_sim.LEVELS, "leakage")]
+    wanted += [f"area_{c}_mm2" for c in (*systolic_sim.COMPONENTS, *systolic_sim.LEVELS[1:])]
     for key in wanted:
         assert key in row and key in definitions("systolic"), key
         assert row[key] >= 0

@@ -83,5 +83,7 @@ class SystolicSpec:
         """Design figures the explorer tabulates per point (dse.space.METRICS defines them)."""
         return {"pe_count": self.array.rows * self.array.cols}
 
+    FIGURE_FIELDS = ("array.rows", "array.cols")   # the fields `figures` is computed from
+
     def validate(self, where: str) -> None:
         check_datatypes(self.datatypes, where)

@@ -5,7 +5,7 @@ pandas; `import dse; dse.run(...)` reads as before."""
 import importlib
 
 _API = {"RunResult": "dse.api", "compile": "dse.api", "run": "dse.api", "layer_mappings": "dse.api",
-        "SweepResult": "dse.sweep", "load": "dse.sweep", "sweep": "dse.sweep", "reprice": "dse.reprice"}
+        "SweepResult": "dse.sweeper", "load": "dse.sweeper", "sweep": "dse.sweeper", "reprice": "dse.repricer"}
 __all__ = ["RunResult", "SweepResult", "compile", "run", "sweep", "load", "layer_mappings", "reprice"]
 
 

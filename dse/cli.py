@@ -186,7 +186,7 @@ def cmd_models(args) -> None:
 
 def cmd_sweep(args) -> int:
     from dse.store import STORE_FILE
-    from dse.sweep import sweep
+    from dse.sweeper import sweep
     if args.resume and args.out and not (Path(args.out) / STORE_FILE).exists():
         print(f"--resume: no store in {args.out} yet; starting the sweep", file=sys.stderr)
     result = sweep(args.spec, out=args.out, strategy=args.strategy, budget=args.budget, seed=args.seed,
@@ -197,7 +197,7 @@ def cmd_sweep(args) -> int:
 
 
 def cmd_pareto(args) -> None:
-    from dse.sweep import pareto_table
+    from dse.sweeper import pareto_table
     print(pareto_table(args.folder, args.objectives))
 
 
@@ -215,12 +215,12 @@ def cmd_report(args) -> None:
 
 
 def cmd_reprice(args) -> None:
-    from dse.reprice import reprice
+    from dse.repricer import reprice
     reprice(args.folder, args.technology, out=args.out, force=args.force)
 
 
 def cmd_export(args) -> None:
-    from dse.sweep import load
+    from dse.sweeper import load
     df = load(args.folder)
     out = Path(args.out) if args.out else Path(args.folder) / f"evaluations.{args.format}"
     if args.format == "parquet":

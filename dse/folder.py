@@ -19,7 +19,7 @@ except ImportError:  # Windows: no advisory locks; two sweeps there are the user
     fcntl = None
 
 LOCK_FILE = "sweep.lock"
-# What dse.sweep writes at the end of every run: always from that one run.
+# What dse.sweep() writes at the end of every run: always from that one run.
 REPORT_FILES = ("points.csv", "results.csv", "sweep.json", "index.html", "verify.csv")
 # The store, its log before the database: a log left beside a new database would be replayed into it.
 STORE_FILES = (f"{STORE_FILE}-wal", f"{STORE_FILE}-shm", STORE_FILE)

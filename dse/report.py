@@ -3,7 +3,7 @@ overview (spec, workloads, feasible and infeasible points by reason, strategy, b
 objective, a banner when something is wrong), the fronts of each pair of objectives, a drill-down
 into every front design, latency against array size, and a sortable, paged table of every point.
 
-In: the sweep's points frame (one row per design point, dse.sweep.points_frame), evaluations frame
+In: the sweep's points frame (one row per design point, dse.sweeper.points_frame), evaluations frame
 (one row per point and workload), space and workloads; the folder's sweep.json and verify.csv when
 present. Out: index.html. `dse sweep` writes it at the end; `dse report` rebuilds it from the store.
 """
@@ -137,7 +137,8 @@ def _front_plots(points: pd.DataFrame, space, drill: dict) -> list:
 def _latency_plots(evaluations: pd.DataFrame, space) -> list:
     if not len(evaluations) or "pe_count" not in evaluations:
         return []
-    series = [k for k in space.parameters if k not in ("array.rows", "array.cols") and k in evaluations.columns][:1]
+    sources = getattr(space.base, "FIGURE_FIELDS", ())     # already on the x axis (the PE count)
+    series = [k for k in space.parameters if k not in sources and k in evaluations.columns][:1]
     labels = [w for w in evaluations["workload"].unique() if evaluations.loc[evaluations["workload"] == w,
                                                                              "feasible"].any()]
     return [_figure(latency_figure(evaluations, w, series), f"latency-{i}") for i, w in enumerate(labels)]

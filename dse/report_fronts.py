@@ -2,7 +2,7 @@
 front of that pair drawn as a staircase, and the front of all objectives marked apart; and the
 best latency against array size per workload. Units follow dse.report_page (latency in ms).
 
-In: the points frame (dse.sweep.points_frame), the evaluations frame, the objectives.
+In: the points frame (dse.sweeper.points_frame), the evaluations frame, the objectives.
 Out: plotly figures; WebGL markers for the point clouds past WEBGL_POINTS.
 """
 from __future__ import annotations

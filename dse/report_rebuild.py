@@ -2,7 +2,7 @@
 
 The spec named in the folder's sweep.json gives the space and workloads again (checked to be the
 study the store holds); the strategy replays its proposals, each point built by the sweep's own
-steps (dse.sweep: _prepare, _finish, points_frame) with every result read from the store; then the
+steps (dse.sweeper: _prepare, _finish, points_frame) with every result read from the store; then the
 sweep's dse.report.write_report writes the page. A stored result is matched by design point and
 workload, whichever compiler version made it, so a report survives an upgrade.
 """
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from compiler.errors import SpecError
-from dse import sweep as sweepmod
+from dse import sweeper as sweepmod
 from dse.report import write_report
 from dse.store import STORE_FILE, Store, evaluation_key, study_key
 from dse.strategies import Listed
@@ -32,7 +32,7 @@ class Rebuilt:
 
 
 class _StoredResults:
-    """Store.records as dse.sweep._prepare asks for them (by this compiler's evaluation keys), answered
+    """Store.records as dse.sweeper._prepare asks for them (by this compiler's evaluation keys), answered
     with the row stored for the same design point and workload: the one under that very key when there
     is one, else the latest (a sweep by another compiler version)."""
 
@@ -55,7 +55,7 @@ class _StoredResults:
 
 
 def _replay(space, workloads, search, results: _StoredResults) -> tuple:
-    """The sweep's points as dse.sweep._explore builds them, from the store alone. Returns (points,
+    """The sweep's points as dse.sweeper._explore builds them, from the store alone. Returns (points,
     evaluations missing from the store); the replay stops at the first batch that misses some."""
     points, missing = {}, 0
     while (batch := search.propose()) is not None:

@@ -6,7 +6,7 @@ In: a sweep's report folder (its store, and sweep.json naming the spec, unchange
 and a table (a bundled name or a .yaml path). Out: a new folder (default FOLDER-<table>) holding the
 same study with the spec's `technology` replaced. Each stored evaluation keeps its cycles, action
 counts and mapping and is priced again for its design point's spec with the new table
-(sim.stats.reprice_flat); the sweep's own steps (dse.sweep) then make the point metrics, check the
+(sim.stats.reprice_flat); the sweep's own steps (dse.sweeper) then make the point metrics, check the
 constraints and rank the Pareto fronts. The rows, keys and fronts are those `dse sweep` of the spec
 with that table gives, except that an nsga2/tpe study keeps its source's points (a new search might
 choose others). A study that sweeps `technology` itself is refused. The page has no drill-down
@@ -26,7 +26,7 @@ from compiler import spec as specmod
 from compiler.bundled import is_path, technology_path
 from compiler.errors import SpecError
 from dse import report_rebuild
-from dse import sweep as sweepmod
+from dse import sweeper as sweepmod
 from dse.folder import claim
 from dse.report import write_report
 from dse.store import (STORE_FILE, Store, StoreError, cannot_write, evaluation_key, point_key, study_description,
@@ -156,7 +156,7 @@ def _repriced(record: dict, spec, version: str) -> dict:
 
 
 class _Records:
-    """Store.records as dse.sweep._prepare asks for them: the re-priced records."""
+    """Store.records as dse.sweeper._prepare asks for them: the re-priced records."""
 
     def __init__(self, priced: dict):
         self.priced = priced
@@ -220,6 +220,3 @@ def _summary(result, points: dict, new_points: dict, space, old: str, new: str, 
     lines.append(f"wrote {result.folder}/: points.csv, results.csv, {STORE_FILE}, index.html (no drill-down: "
                  f"dse report {result.folder} adds it)")
     return "\n".join(lines)
-
-
-sys.modules[__name__].__class__ = sweepmod._CallableModule   # dse.reprice(...) calls reprice, as dse.sweep(...)

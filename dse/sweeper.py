@@ -414,16 +414,3 @@ def pareto_table(folder, objectives: str | None = None) -> str:
              "  ".join(h.ljust(w) for h, w in zip(header, widths))]
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in body]
     return "\n".join(lines)
-
-
-class _CallableModule(type(sys)):
-    """`dse.sweep` names both this module and its `sweep` function: the package imports its API
-    lazily (dse/__init__.py, for a fast `dse --help`), so once this module is imported the package
-    attribute is the module; calling it calls the function, as `dse.sweep(spec, ...)` always did.
-    (dse.reprice does the same: a module calls its function of the same name.)"""
-
-    def __call__(self, *args, **kwargs):
-        return getattr(self, self.__name__.rpartition(".")[2])(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

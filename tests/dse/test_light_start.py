@@ -24,10 +24,11 @@ def test_help_imports_no_heavy_module():
 
 
 def test_the_api_still_reads_as_before():
-    """Also after `import dse.sweep`, which makes the package attribute the module: calling it
-    still calls the sweep function (the regression: 'module' object is not callable)."""
+    """Also after the modules behind them are imported (dse.sweeper, dse.repricer: named apart from
+    their functions, so importing them never shadows `dse.sweep` or `dse.reprice`)."""
     import dse
-    import dse.sweep
+    import dse.repricer
+    import dse.sweeper
     import sim
-    assert callable(dse.run) and callable(dse.sweep) and callable(sim.simulate)
-    assert dse.sweep.load is dse.load
+    assert callable(dse.run) and callable(dse.sweep) and callable(dse.reprice) and callable(sim.simulate)
+    assert dse.sweep is dse.sweeper.sweep and dse.load is dse.sweeper.load

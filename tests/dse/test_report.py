@@ -208,7 +208,7 @@ def test_an_all_infeasible_study_and_a_failed_verify_have_a_banner(swept, tmp_pa
     spec = tmp_path / "none.yaml"
     spec.write_text("name: none\nworkloads: [zoo:mlp]\nmemory: {weight_scratchpad_kib: 0.01}\n"
                     "sweep:\n  parameters:\n    array.rows: [4, 8]\n")
-    with pytest.raises(dse.sweep.NoFeasiblePoint):
+    with pytest.raises(dse.sweeper.NoFeasiblePoint):
         dse.sweep(spec, out=tmp_path / "none", workers=1)
     page = (tmp_path / "none" / "index.html").read_text()
     assert re.search(r'class="banner error"[^>]*>No feasible design point: all 2 points', page)

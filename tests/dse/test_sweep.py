@@ -12,7 +12,7 @@ import pytest
 
 import dse
 from compiler.errors import SpecError
-from dse.sweep import NoFeasiblePoint
+from dse.sweeper import NoFeasiblePoint
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -4,8 +4,8 @@ and ordered, and the dataflow. A target's lowering makes one per layer (Program.
 explorer's store keeps it per evaluation (`from_dict` reads it back).
 
 Fields (every size is a count of elements or iterations, never bytes):
-  unit        the engine that computes the layer, one of compiler/program.py's ENGINES
-              ("matrix": the GEMM array; "vector": the vector unit)
+  unit        the kind of unit that computes the layer, one of compiler/program.py's UNITS
+              ("matrix": a GEMM engine; "vector": a vector unit)
   dims        loop dimension -> extent. A GEMM layer [M,K] x [K,N] run `groups` times has
               m (output rows: output pixels x batch), k (reduction: Cin/groups x kh x kw),
               n (output columns: Cout/groups) and g (groups); empty where the unit does not tile
@@ -28,7 +28,7 @@ DERIVED = ("tiles",)    # written by to_dict for readers, recomputed on from_dic
 
 @dataclass(frozen=True)
 class Mapping:
-    unit: str                                                # engine (compiler/program.py ENGINES)
+    unit: str                                                # compiler/program.py UNITS
     dims: dict = field(default_factory=dict, hash=False)     # dimension -> extent (elements)
     tile: dict = field(default_factory=dict, hash=False)     # dimension -> tile size (elements)
     loop_order: tuple = ()                                   # dimensions, outermost first

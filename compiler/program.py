@@ -3,6 +3,8 @@
 A Program holds
   * its memories (Program.memories, `Memory` each: id, name, level, element type, bytes): id 0 is
     DRAM, the others the on-chip memories the target declares;
+  * its engines (Program.engines, by name): each issues its instructions in program order, an
+    instruction starting when its engine is free and its predecessors have finished;
   * a memory plan: DRAM regions (byte offset, shape, element type, kind) for inputs,
     weights, activations and outputs;
   * the initial DRAM image (constants placed at their offsets, encoded in their type);
@@ -39,14 +41,17 @@ from compiler.mapping import Mapping
 from compiler.numerics import encode
 from compiler.spec import DATATYPE_BITS, DATATYPES
 
-ENGINES = ("dma_load", "matrix", "vector", "dma_store")
-ENGINE_ID = {name: i for i, name in enumerate(ENGINES)}
+# The kinds of unit an opcode runs on (its OPCODES entry). A Program declares its own engines
+# (Program.engines, by name; an instruction's `engine` indexes them) and may run an opcode on any of
+# them; a target whose engines are these units (one each, in this order) gets them by default.
+UNITS = ("dma_load", "matrix", "vector", "dma_store")
+UNIT_ID = {name: i for i, name in enumerate(UNITS)}
 
 # Memory ids (Program.memories[id]): 0 is DRAM; a target declares what memory each other id is. The
 # matrix opcodes take their operands from, and accumulate in, these ids (ADDRESS_MEMORY):
 DRAM, MATRIX_A, MATRIX_B, MATRIX_ACC = 0, 1, 2, 3
 
-# opcode -> (engine, operand names). Addresses are bytes; sizes are elements; *_dtype: DTYPE_CODE
+# opcode -> (unit, operand names). Addresses are bytes; sizes are elements; *_dtype: DTYPE_CODE
 # of the DRAM data read (src) or written (dst); an on-chip memory holds its own type.
 # What each opcode reads and writes, which verify() bounds-checks: ACCESSES in compiler/program_bounds.py.
 OPCODES = {
@@ -61,6 +66,11 @@ OPCODES = {
     "matmul": ("matrix", ("a", "w", "acc", "tm", "tk", "tn", "desc", "n0")),
     # accumulator tile -> DRAM (conv desc layout, activation)
     "store_tile": ("dma_store", ("desc", "acc", "m0", "tm", "n0", "tn", "dst_dtype")),
+    # the conv/GEMM output tile [m0:m0+tm, n0:n0+tn] of every group, over the whole K, from DRAM to DRAM:
+    # bias (desc.bias; < 0: zeros), A from the input (im2col), W from desc.weights ([G, K, ng] rows), the
+    # accumulator's epilogue as store_tile's (activation, requantisation): a thread block's or a core's
+    # GEMM tile on a target whose on-chip staging is in its timing model, not in the Program's memories
+    "gemm_tile": ("matrix", ("desc", "m0", "tm", "n0", "tn", "src_dtype", "w_dtype", "dst_dtype")),
     "vec_relu": ("vector", ("desc", "src_dtype", "dst_dtype")),
     "vec_binary": ("vector", ("desc", "a_dtype", "b_dtype", "dst_dtype")),
     "vec_affine": ("vector", ("desc", "src_dtype", "scale_dtype", "shift_dtype", "dst_dtype")),
@@ -92,9 +102,10 @@ ADDRESS_MEMORY = {
     "load_bias": _memories(src=DRAM, dst=MATRIX_ACC),
     "matmul": _memories(a=MATRIX_A, w=MATRIX_B, acc=MATRIX_ACC, desc=DRAM),
     "store_tile": _memories(acc=MATRIX_ACC, desc=DRAM),
-    **{op: _memories(desc=DRAM) for op, (engine, _) in OPCODES.items() if engine == "vector"},
+    "gemm_tile": _memories(desc=DRAM),
+    **{op: _memories(desc=DRAM) for op, (unit, _) in OPCODES.items() if unit == "vector"},
 }
-OPCODE_ENGINE = np.array([ENGINE_ID[e] for e, _ in OPCODES.values()], dtype=np.int8)
+OPCODE_UNIT = np.array([UNIT_ID[u] for u, _ in OPCODES.values()], dtype=np.int8)
 N_OPERANDS = 8
 # [opcode, operand]: True where that operand is an element-type code
 DTYPE_OPERANDS = np.array([[i < len(names) and names[i].endswith("_dtype") for i in range(N_OPERANDS)]
@@ -113,10 +124,13 @@ DESC_FLOATS = 4
 # zero points (codes of the weight type), the output zero point, the byte address of the
 # per-output-channel fp32 requantisation scales, and the DTYPE_CODE of the input and weight codes
 # (uint8 or int8) the matrix operand memories hold for this layer; x_zp_addr: byte address of an int32 input
-# zero point computed at run time (dynamic quantisation), else -1.
+# zero point computed at run time (dynamic quantisation), else -1. Read by gemm_tile only: weights,
+# the byte address of the layer's [G, K, ng] weight matrices; bias, of its [cout] biases (fp32, or
+# int32 on an integer layer; -1: none); ng, output channels per group (cout = G x ng).
 CONV_FIELDS = ("x", "n", "c", "h", "w", "kh", "kw", "sh", "sw", "pt", "pl", "dh", "dw",
                "oh", "ow", "cin_g", "cin_off", "out", "cout", "cout_off", "activation",
-               "requant", "x_zp", "w_zp", "y_zp", "scale", "x_code", "w_code", "x_zp_addr")
+               "requant", "x_zp", "w_zp", "y_zp", "scale", "x_code", "w_code", "x_zp_addr",
+               "weights", "bias", "ng")
 # float: no integer datapath; codes: y = sat(rne(F(acc) * scale[c]) + y_zp) in the output's 8-bit
 # type; int32: the accumulator itself (ConvInteger/MatMulInteger); scaled: F(F(acc) * scale[c]) as
 # fp32 (QGemm without an output scale); fixed_point: codes through a Q31 multiplier and a rounding
@@ -141,7 +155,7 @@ def _fields(text: str) -> tuple:
 _POOL = _fields("src dst planes h w oh ow kh kw sh sw pt pl count_include_pad pb pr x_zp y_zp is_global")
 _QUANTIZE = _fields("src dst outer c inner scale zero_point")
 DESC_FIELDS = {
-    "load_im2col": CONV_FIELDS, "matmul": CONV_FIELDS, "store_tile": CONV_FIELDS,
+    "load_im2col": CONV_FIELDS, "matmul": CONV_FIELDS, "store_tile": CONV_FIELDS, "gemm_tile": CONV_FIELDS,
     "vec_relu": _fields("src dst n"),
     "vec_binary": _fields("a b dst op rank shape[6] a_stride[6] b_stride[6] a_zp b_zp y_zp"),
     "vec_affine": _fields("src scale shift dst n c hw"),
@@ -181,7 +195,7 @@ DESC_FLOAT = {op: _columns(op, DESC_FLOAT_FIELDS.get(op, ())) for op in DESC_FIE
 CONV = DESC["matmul"]      # the conv/GEMM descriptor that load_im2col, matmul and store_tile share
 # A fingerprint of every table a compiled kernel may hold as constants (compiler/numba_cache.py)
 LAYOUT = int.from_bytes(hashlib.sha256(repr((
-    ENGINES, OPCODES, {op: tuple(m._asdict().items()) for op, m in ADDRESS_MEMORY.items()}, DESC_FIELDS,
+    UNITS, OPCODES, {op: tuple(m._asdict().items()) for op, m in ADDRESS_MEMORY.items()}, DESC_FIELDS,
     DESC_FLOAT_FIELDS, DATATYPES, REQUANT_ID, ACTIVATION_ID, BINARY_OPS, N_OPERANDS, DESC_INTS, DESC_FLOATS,
 )).encode()).digest()[:7], "little")
 
@@ -257,6 +271,7 @@ class Program:
     layers: list             # Layer per layer index
     inputs: list             # graph input names (regions)
     outputs: list            # graph output names (regions)
+    engines: tuple = UNITS   # engine names; an instruction's `engine` indexes them (each issues in order)
     _image: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     def dram_image(self) -> np.ndarray:
@@ -319,10 +334,15 @@ class Program:
             i = int(bad[0])
             raise ProgramError(f"{where}: row {i} has unknown opcode {int(ins.opcode[i])} (opcodes are "
                                f"0..{len(OPCODES) - 1}: {', '.join(OPCODES)})")
-        bad = np.nonzero(OPCODE_ENGINE[ins.opcode] != ins.engine)[0]
+        if not self.engines or len(set(self.engines)) != len(self.engines) or \
+                not all(isinstance(e, str) and e for e in self.engines):
+            raise ProgramError(f"{where}: engines {self.engines!r}; a program declares one or more engines by "
+                               "distinct names")
+        bad = np.nonzero((ins.engine < 0) | (ins.engine >= len(self.engines)))[0]
         if len(bad):
             i = int(bad[0])
-            raise ProgramError(f"{where}: row {i} {OPCODE_NAMES[ins.opcode[i]]} on wrong engine {ins.engine[i]}")
+            raise ProgramError(f"{where}: row {i} {OPCODE_NAMES[ins.opcode[i]]} names engine {ins.engine[i]} (the "
+                               f"program declares {len(self.engines)}: {', '.join(self.engines)})")
         bad = np.nonzero((ins.layer < 0) | (ins.layer >= len(self.layers)))[0]
         if len(bad):
             i = int(bad[0])
@@ -343,7 +363,7 @@ class Program:
     def describe_row(self, i: int) -> str:
         ins = self.instructions
         op = OPCODE_NAMES[ins.opcode[i]]
-        engine, names = OPCODES[op]
+        engine, names = self.engines[ins.engine[i]], OPCODES[op][1]
         vals = ins.operands[i]
         text = " ".join(f"{nm}={DATATYPES[int(v)] if nm.endswith('_dtype') else int(v)}"
                         for nm, v in zip(names, vals))
@@ -354,7 +374,7 @@ class Program:
 
     def __str__(self) -> str:
         lines = [f"program target={self.target} instructions={len(self.instructions)} "
-                 f"dram_bytes={self.dram_size}"]
+                 f"dram_bytes={self.dram_size} engines={','.join(self.engines)}"]
         for m in self.memories:
             lines.append(f"  memory {m.id} {m.name} level={m.level} {m.dtype or 'per-region'} bytes={m.nbytes}")
         for r in self.regions.values():
@@ -372,9 +392,12 @@ class ProgramBuilder:
     Rows arrive one at a time (`emit`, the vector unit's few per layer) or as whole
     blocks of arrays (`extend`, a GEMM layer's tile loop nest); either way an
     instruction's index is its final row, so dependencies are global row indices.
+    `engines` are the Program's engine names (Program.engines); a row runs on the one `emit` names,
+    by default the engine named as its opcode's unit.
     """
 
-    def __init__(self):
+    def __init__(self, engines: tuple = UNITS):
+        self.engines = tuple(engines)
         self._blocks = []       # Instructions, in program order; dep_ptr of each block starts at 0
         self._rows = []         # pending single rows: (opcode, layer, operands, dram, onchip, work, deps)
         self._n = 0
@@ -391,11 +414,17 @@ class ProgramBuilder:
                                            f"{op} float descriptor", 0.0))
         return len(self._desc_int) - 1
 
-    def emit(self, op: str, layer: int, operands: dict, deps=(), dram_bytes=0, onchip_bytes=0, work=0) -> int:
-        """Append one row of opcode `op`, its operands by name (OPCODES; those not given are 0). Its row."""
+    def emit(self, op: str, layer: int, operands: dict, deps=(), dram_bytes=0, onchip_bytes=0, work=0,
+             engine: str | None = None) -> int:
+        """Append one row of opcode `op`, its operands by name (OPCODES; those not given are 0), on
+        `engine` (default: the engine named as the opcode's unit). Its row."""
         ops = _named_row(OPCODES[op][1], operands, N_OPERANDS, f"opcode {op}")
         deps = sorted({int(d) for d in deps if d is not None and d >= 0})
-        self._rows.append((OPCODE_ID[op], layer, ops, int(dram_bytes), int(onchip_bytes), int(work), deps))
+        engine = OPCODES[op][0] if engine is None else engine
+        if engine not in self.engines:
+            raise ValueError(f"opcode {op} on engine {engine!r}: the program's engines are {', '.join(self.engines)}")
+        self._rows.append((self.engines.index(engine), OPCODE_ID[op], layer, ops, int(dram_bytes),
+                           int(onchip_bytes), int(work), deps))
         self._n += 1
         return self._n - 1
 
@@ -447,13 +476,13 @@ def _named_row(names: tuple, values: dict, width: int, what: str, fill=0) -> lis
 
 
 def _rows_block(rows: list) -> Instructions:
-    """A block of single rows (opcode, layer, operands, dram, onchip, work, deps)."""
-    opcode, layer, ops, dram, onchip, work, deps = zip(*rows) if rows else ((),) * 7
+    """A block of single rows (engine, opcode, layer, operands, dram, onchip, work, deps)."""
+    engine, opcode, layer, ops, dram, onchip, work, deps = zip(*rows) if rows else ((),) * 8
     dep_ptr = np.zeros(len(deps) + 1, np.int64)
     np.cumsum([len(d) for d in deps], out=dep_ptr[1:])
     opcode = np.array(opcode, np.int16)
     return Instructions(
-        engine=OPCODE_ENGINE[opcode], opcode=opcode, layer=np.array(layer, np.int32),
+        engine=np.array(engine, np.int8), opcode=opcode, layer=np.array(layer, np.int32),
         operands=np.array(ops, np.int64).reshape(-1, N_OPERANDS), dram_bytes=np.array(dram, np.int64),
         onchip_bytes=np.array(onchip, np.int64), work=np.array(work, np.int64), dep_ptr=dep_ptr,
         dep_idx=np.array([d for ds in deps for d in ds], np.int64))

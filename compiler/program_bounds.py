@@ -64,6 +64,13 @@ ACCESSES = {
                    ("desc.scale", lambda o, d: d.cout * np.select(
                        [np.isin(d.requant, (REQUANT_ID["codes"], REQUANT_ID["scaled"])),
                         d.requant == REQUANT_ID["fixed_point"]], [1, 2], 0), "fp32")),
+    "gemm_tile": (("desc.x", lambda o, d: d.n * d.c * d.h * d.w, "src_dtype"),
+                  ("desc.weights", lambda o, d: d.cout * d.cin_g * d.kh * d.kw, "w_dtype"),   # [G, K, ng]
+                  ("desc.bias", lambda o, d: np.where(d.bias >= 0, d.cout, 0), "fp32"),      # fp32 or int32
+                  ("desc.out", lambda o, d: d.n * d.cout * d.oh * d.ow, "dst_dtype"),
+                  ("desc.w_zp", lambda o, d: np.where(d.requant != REQUANT_ID["float"], d.cout, 0), "uint8"),
+                  ("desc.x_zp_addr", lambda o, d: (d.requant != REQUANT_ID["float"]) & (d.x_zp_addr >= 0),
+                   "int32")),
     "vec_relu": (("desc.src", lambda o, d: d.n, "src_dtype"),
                  ("desc.dst", lambda o, d: d.n, "dst_dtype")),
     "vec_binary": (("desc.a", lambda o, d: _span(d, "a_stride"), "a_dtype"),
@@ -94,6 +101,7 @@ ACCESSES = {
                              ("desc.scale", lambda o, d: 1, "fp32"),
                              ("desc.zero_point", lambda o, d: 1, "int32")),
 }
+ACCESSES["gemm_tile"] += ACCESSES["store_tile"][2:]      # the requantisation scales
 ACCESSES["vec_avgpool"] = ACCESSES["vec_maxpool"]
 ACCESSES["vec_dequantize"] = ACCESSES["vec_quantize"]
 # operand addresses that are absent when negative (a negative bias address loads zeros)
@@ -106,6 +114,8 @@ LIMITS = {
     "load_im2col": (_PIXELS, (("k0", "tk"), (), ("cin_g", "kh", "kw")), ((), ("cin_off", "cin_g"), ("c",))),
     "matmul": (_CHANNELS,),
     "store_tile": (_PIXELS, _CHANNELS),
+    # channels of a group; its groups: cout = groups x ng, and the group count is the input's c / cin_g
+    "gemm_tile": (_PIXELS, (("n0", "tn"), (), ("ng",)), ((), ("ng",), ("cout",)), ((), ("cin_g",), ("c",))),
 }
 # operands that are tile coordinates or sizes (never negative)
 COORDINATES = ("m0", "tm", "k0", "tk", "n0", "tn", "src_row_elems")
@@ -285,7 +295,7 @@ def _tables() -> dict:
     *_dtype operand column (-1: none), element bytes (-1: the memory's own), optional; limits [op, k]:
     valid, two operand columns, two descriptor fields added to them, three whose product bounds the sum."""
     accesses = np.full((len(OPCODES), 3, 9), -1, np.int64)
-    limits = np.full((len(OPCODES), 3, 8), -1, np.int64)
+    limits = np.full((len(OPCODES), max(map(len, LIMITS.values())), 8), -1, np.int64)
     for code, op in enumerate(OPCODE_NAMES):
         direct = [access for access in ACCESSES[op] if not access[0].startswith("desc.")]
         for k, (address, extent, dtype) in enumerate(direct):

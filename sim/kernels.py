@@ -89,7 +89,9 @@ V_SOFTMAX, V_COPY, V_LOOKUP = OPERAND["vec_softmax"], OPERAND["vec_copy"], OPERA
 V_QUANTIZE, V_DEQUANTIZE = OPERAND["vec_quantize"], OPERAND["vec_dequantize"]
 V_DYNAMIC_QUANTIZE = OPERAND["vec_dynamic_quantize"]
 # the memory every vector-unit descriptor addresses (one for all: a static index; unpacking fails otherwise)
-(VECTOR_MEMORY,) = {ADDRESS_MEMORY[op].desc for op, (engine, _) in OPCODES.items() if engine == "vector"}
+(VECTOR_MEMORY,) = {ADDRESS_MEMORY[op].desc for op, (unit, _) in OPCODES.items() if unit == "vector"}
+GEMM_TILE, GEMM_TILE_MEMORY = OPERAND["gemm_tile"], ADDRESS_MEMORY["gemm_tile"].desc
+GEMM_TILE_ELEMENTS = 1 << 16   # elements of the A rows gemm_tile expands at a time (its scratch stays small)
 
 
 @intrinsic
@@ -767,6 +769,55 @@ def dynamic_quantize(m, g):
 
 
 @njit(cache=True)
+def _scratch(nbytes):
+    """A zeroed byte buffer of at least `nbytes` (whole words) as a memory: its four typed views."""
+    raw = np.zeros((nbytes + 3) // 4 * 4, np.uint8)
+    return raw.view(np.float32), raw.view(np.uint16), raw, raw.view(np.int32)
+
+
+@njit(cache=True)
+def gemm_tile(m, desc, m0, tm, n0, tn, x_code, w_code, out_code):
+    """Output rows m0..m0+tm, columns n0..n0+tn of every group of a conv/GEMM layer, DRAM to DRAM
+    (memory m): each group's [K, tn] weights, then per run of rows the im2col rows over the whole K,
+    the bias, the accumulation in increasing k and store_tile's epilogue, in scratch the kernel
+    allocates (what a target stages on chip is its timing model's, not this memory's). The same
+    datapath as load_im2col + matmul + store_tile over K tiles in increasing order: the same bits."""
+    g = desc.copy()
+    K, ng = g[CONV.cin_g] * g[CONV.kh] * g[CONV.kw], g[CONV.ng]
+    if tm <= 0 or tn <= 0 or ng <= 0:
+        return
+    groups = g[CONV.cout] // ng
+    integer = g[CONV.requant] != REQ_FLOAT
+    rows = max(1, min(tm, GEMM_TILE_ELEMENTS // max(K, 1)))
+    wm = _scratch(K * tn * _size(w_code))
+    am = _scratch(rows * K * _size(x_code))
+    accm = _scratch(rows * tn * 4)
+    for group in range(groups):
+        g[CONV.cin_off], g[CONV.cout_off] = group * g[CONV.cin_g], group * ng
+        w = g[CONV.weights] // _size(w_code) + group * K * ng + n0
+        for k in range(K):
+            _move(m, w + k * ng, w_code, wm, k * tn, w_code, tn)
+        for r0 in range(m0, m0 + tm, rows):
+            tr = min(rows, m0 + tm - r0)
+            load_im2col(m, g, r0, tr, 0, K, x_code, am, 0, x_code)
+            bias = g[CONV.bias] // 4 + g[CONV.cout_off] + n0
+            for i in range(tr):
+                for j in range(tn):
+                    if g[CONV.bias] < 0:
+                        accm[3][i * tn + j] = 0
+                    elif integer:
+                        accm[3][i * tn + j] = m[3][bias + j]
+                    else:
+                        accm[0][i * tn + j] = m[0][bias + j]
+            if integer:
+                matmul_int(am, 0, wm, 0, accm[3], 0, tr, K, tn, g, m, n0)
+                store_tile_int(m, g, accm[3], 0, r0, tr, n0, tn, out_code)
+            else:
+                matmul(am, 0, x_code, wm, 0, w_code, accm[0], 0, tr, K, tn)
+                store_tile(m, g, accm[0], 0, r0, tr, n0, tn, out_code)
+
+
+@njit(cache=True)
 def execute(opcode, operands, desc_int, desc_float, memories, memory_codes, at):
     """Run every instruction in program order (dependencies are satisfied by construction).
     memories: per memory id (Program.memories), the (float32, uint16, uint8, int32) views of its
@@ -824,6 +875,10 @@ def execute(opcode, operands, desc_int, desc_float, memories, memory_codes, at):
             else:
                 store_tile_int(m, g, accm[3], a[STORE.acc], a[STORE.m0], a[STORE.tm], a[STORE.n0], a[STORE.tn],
                                a[STORE.dst_dtype])
+        elif op == OPCODE.gemm_tile:
+            gemm_tile(memories[GEMM_TILE_MEMORY], desc_int[a[GEMM_TILE.desc]], a[GEMM_TILE.m0], a[GEMM_TILE.tm],
+                      a[GEMM_TILE.n0], a[GEMM_TILE.tn], a[GEMM_TILE.src_dtype], a[GEMM_TILE.w_dtype],
+                      a[GEMM_TILE.dst_dtype])
         else:
             _vector(op, a, desc_int, desc_float, memories[VECTOR_MEMORY])
     return -1

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from compiler.numerics import FLOAT_TYPES, INT_TYPES, STORAGE, decode, encode
-from compiler.program import ADDRESS_MEMORY, DRAM, DTYPE_CODE, DTYPE_OPERANDS, ENGINES, OPCODE_NAMES, OPCODES, Program
+from compiler.program import ADDRESS_MEMORY, DRAM, DTYPE_CODE, DTYPE_OPERANDS, OPCODE_NAMES, OPCODES, Program
 from sim import kernels
 from sim.errors import SimError
 from sim.stats import Stats, collect
@@ -170,5 +170,5 @@ def simulate(program: Program, inputs: dict | None = None, timing_only: bool = F
         outputs = read_outputs(program, dram, list(program.regions) if all_tensors else None)
     cycles = sim_targets.of(program.target).instruction_cycles(program, ideal_memory)
     ins = program.instructions
-    start, finish = kernels.schedule(ins.engine, cycles, ins.dep_ptr, ins.dep_idx, len(ENGINES))
+    start, finish = kernels.schedule(ins.engine, cycles, ins.dep_ptr, ins.dep_idx, len(program.engines))
     return SimResult(outputs, collect(program, cycles, start, finish, ideal_memory))

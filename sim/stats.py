@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from compiler import targets
-from compiler.program import ENGINE_ID, ENGINES, Program
+from compiler.program import OPCODE_UNIT, UNIT_ID, Program
 from sim import energy as energy_model
 from sim import targets as sim_targets
 
@@ -24,7 +24,8 @@ DEFINITIONS = {
     "engine_busy_cycles": "cycles each engine spends executing instructions",
     "bytes": "bytes moved per memory level (DRAM read+write; each on-chip memory written+read)",
     "layer.cycles": "cycles from the layer's first instruction start to its last finish",
-    "layer.compute_cycles": "cycles the layer's compute engine (matrix or vector) is busy",
+    "layer.compute_cycles": "cycles the layer's compute instructions (matrix or vector) keep their engine busy, "
+                            "per engine where they run on several",
     "layer.stall_cycles": "layer.cycles - layer.compute_cycles: waiting on memory or dependencies",
     "layer.utilisation": "fraction: layer macs / (layer cycles x peak MACs per cycle); 0 for vector-unit layers",
     "layer.vector_ops": "the layer's vector-unit element-ops",
@@ -102,8 +103,9 @@ def collect(program: Program, cycles: np.ndarray, start: np.ndarray, finish: np.
     total = int(finish.max() - start.min()) if len(finish) else 0
     latency = total / (spec.clock_ghz * 1e9)
     macs = sum(layer.macs for layer in program.layers)
-    busy = {e: int(cycles[ins.engine == i].sum()) for e, i in ENGINE_ID.items()}
-    vec = ins.engine == ENGINE_ID["vector"]
+    busy = np.bincount(ins.engine, weights=cycles, minlength=len(program.engines))   # exact below 2**53
+    unit = OPCODE_UNIT[ins.opcode]
+    vec = unit == UNIT_ID["vector"]
     per_ins = target.level_bytes(program)
 
     # Instructions are emitted layer after layer; sort (stably) only if some target does not.
@@ -130,10 +132,13 @@ def collect(program: Program, cycles: np.ndarray, start: np.ndarray, finish: np.
 
     layer_first = per_layer_extreme(np.minimum, start)
     layer_last = per_layer_extreme(np.maximum, finish)
-    compute_engine = np.array([ENGINE_ID["matrix"] if layer.op in ("conv", "gemm") else ENGINE_ID["vector"]
-                               for layer in program.layers], np.int64)
-    on_compute = ins.engine == compute_engine[ins.layer] if n_layers else vec
-    compute_cycles = per_layer(np.where(on_compute, cycles, 0))
+    compute_unit = np.array([UNIT_ID["matrix"] if layer.op in ("conv", "gemm") else UNIT_ID["vector"]
+                             for layer in program.layers], np.int64)
+    on_compute = unit == compute_unit[ins.layer] if n_layers else vec
+    # a layer computing on several engines at once (cores, SMs) is busy for its cycles per engine
+    pairs = np.unique(ins.layer[on_compute].astype(np.int64) * len(program.engines) + ins.engine[on_compute])
+    engines_used = np.maximum(np.bincount(pairs // len(program.engines), minlength=n_layers), 1)
+    compute_cycles = -(-per_layer(np.where(on_compute, cycles, 0)) // engines_used)
     vector_ops_by_layer = per_layer(np.where(vec, ins.work, 0))
     requant = target.requant_ops(program)
     requant_ops_by_layer = per_layer(requant)
@@ -161,7 +166,7 @@ def collect(program: Program, cycles: np.ndarray, start: np.ndarray, finish: np.
     return Stats(total_cycles=total, latency_s=latency, macs=macs,
                  utilisation=macs / (total * pes) if total else 0.0,
                  achieved_ops_per_s=2 * macs / latency if latency else 0.0,
-                 engine_busy_cycles={e: busy[e] for e in ENGINES},
+                 engine_busy_cycles={e: int(busy[i]) for i, e in enumerate(program.engines)},
                  bytes=level_bytes, layers=layers,
                  ideal_memory=ideal_memory, instructions=len(ins), vector_ops=vector_ops,
                  requant_ops=requant_ops, target=program.target,

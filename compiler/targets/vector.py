@@ -65,7 +65,9 @@ def _dtype_operands(opcode: str, codes) -> dict:
     return dict(zip(names, codes))
 
 
-def lower(graph, node, plan, builder, ready, layer: int) -> None:
+def lower(graph, node, plan, builder, ready, layer: int, engine: str | None = None) -> None:
+    """Lower `node` onto the vector unit: its instruction(s) on `engine` (default: the engine named
+    "vector"), each after the instructions writing its inputs (`ready`: tensor -> last writer's row)."""
     where = f"node '{node.name}' ({node.op})"
     shape = lambda name: graph.tensors[name].shape  # noqa: E731
     size = lambda name: graph.tensors[name].size    # noqa: E731
@@ -81,7 +83,7 @@ def lower(graph, node, plan, builder, ready, layer: int) -> None:
     def emit(opcode, ints, work, floats=None, dram=traffic, types=codes):
         desc = builder.descriptor(opcode, ints, floats)
         ready[out] = builder.emit(opcode, layer, {"desc": desc, **_dtype_operands(opcode, types)}, deps=deps,
-                                  dram_bytes=dram, work=work, onchip_bytes=dram)
+                                  dram_bytes=dram, work=work, onchip_bytes=dram, engine=engine)
 
     op = node.op
     if any(graph.tensors[name].dtype != "fp32" for name in (*node.inputs, out)) and op in QUANT_LOWERING:
@@ -131,12 +133,12 @@ def lower(graph, node, plan, builder, ready, layer: int) -> None:
         _, d_str = _pad6(shape(out), _strides(shape(out)), where)
         emit("vec_copy", dict(src=srcs[0], dst=dst, shape=dims, src_stride=s_str, dst_stride=d_str), size(out))
     elif op == "concat":
-        _lower_concat(graph, node, regions, dst_region, builder, ready, layer, deps, where)
+        _lower_concat(graph, node, regions, dst_region, builder, ready, layer, deps, where, engine)
     else:
         raise CompileError(f"{where}: no vector-unit lowering for IR op '{op}'")
 
 
-def _lower_concat(graph, node, regions, dst, builder, ready, layer, deps, where):
+def _lower_concat(graph, node, regions, dst, builder, ready, layer, deps, where, engine):
     """One vec_copy per input, into its slice of the output."""
     out_shape = graph.tensors[dst.name].shape
     axis = node.attrs["axis"] % len(out_shape)
@@ -154,7 +156,7 @@ def _lower_concat(graph, node, regions, dst, builder, ready, layer, deps, where)
         moved = n * (ELEMENT_BYTES[src.dtype] + dst_bytes)
         last = builder.emit("vec_copy", layer, dict(desc=desc, src_dtype=DTYPE_CODE[src.dtype],
                                                     dst_dtype=DTYPE_CODE[dst.dtype]),
-                            deps=[dep], dram_bytes=moved, work=n, onchip_bytes=moved)
+                            deps=[dep], dram_bytes=moved, work=n, onchip_bytes=moved, engine=engine)
         offset += in_shape[axis]
     ready[dst.name] = last
 

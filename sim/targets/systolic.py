@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from compiler.program import ENGINE_ID, OPCODE_ID, OPERAND, Program
+from compiler.program import OPCODE_ID, OPCODE_UNIT, OPERAND, UNIT_ID, Program
 from compiler.spec import DATATYPE_BITS
 from compiler.targets.systolic.cycles import matmul_cycles
 from sim.energy import (PJ, UM2_PER_MM2, UnitCosts, mac_pj, pe_area_um2, sram_area_mm2, sram_pj_per_byte,
@@ -75,8 +75,9 @@ def instruction_cycles(program: Program, ideal_memory: bool = False) -> np.ndarr
     cycles[mm] = matmul_cycles(spec.array.dataflow, spec.array.rows, spec.array.cols,
                                ops[mm, MATMUL.tm], ops[mm, MATMUL.tk], ops[mm, MATMUL.tn], spec.array.macs_per_pe_cycle)
 
-    dma = (ins.engine == ENGINE_ID["dma_load"]) | (ins.engine == ENGINE_ID["dma_store"])
-    vec = ins.engine == ENGINE_ID["vector"]
+    unit = OPCODE_UNIT[ins.opcode]
+    dma = (unit == UNIT_ID["dma_load"]) | (unit == UNIT_ID["dma_store"])
+    vec = unit == UNIT_ID["vector"]
     if ideal_memory:
         cycles[dma] = 0
         cycles[vec] = np.ceil(ins.work[vec] / spec.vector.lanes)

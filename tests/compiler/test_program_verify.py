@@ -34,7 +34,8 @@ def int8_mlp():
 def _copy(program):
     """A Program whose instruction and descriptor tables may be corrupted without touching `program`."""
     ins = dataclasses.replace(program.instructions, opcode=program.instructions.opcode.copy(),
-                              operands=program.instructions.operands.copy())
+                              operands=program.instructions.operands.copy(),
+                              engine=program.instructions.engine.copy())
     return dataclasses.replace(program, instructions=ins, desc_int=program.desc_int.copy(), _image=None)
 
 
@@ -147,7 +148,13 @@ def test_negative_size(cnn):
 def test_unknown_opcode(cnn):
     p = _copy(cnn)
     p.instructions.opcode[5] = 99
-    _fails(p, "row 5 has unknown opcode 99 (opcodes are 0..16: load_im2col, ")
+    _fails(p, f"row 5 has unknown opcode 99 (opcodes are 0..{len(OPCODES) - 1}: load_im2col, ")
+
+
+def test_engine_outside_the_programs_engines(cnn):
+    p = _copy(cnn)
+    p.instructions.engine[3] = len(p.engines)
+    _fails(p, "row 3 ", f"names engine {len(p.engines)} (the program declares {len(p.engines)}: dma_load, ")
 
 
 def test_descriptor_index_and_element_type(cnn):

@@ -14,7 +14,7 @@ from compiler.errors import SpecError
 from compiler.pipeline import compile_graph
 from compiler.spec import from_dict, load
 from compiler.targets import lower
-from compiler.targets.systolic.lower import fixed_point_multipliers
+from compiler.targets.gemm_layer import fixed_point_multipliers
 from sim import kernels, simulate
 from tests import quant_golden as golden
 from tests.quant_models import quant_model_path

@@ -10,7 +10,7 @@ import pytest
 
 import dse
 from compiler.errors import ProgramError
-from compiler.program import OPCODE_ID, OPERAND
+from compiler.program import OPCODE_ID, OPCODES, OPERAND
 from dse import zoo
 from sim.errors import SimError
 from sim.run import BOUNDSCHECK_ENV, execute, simulate
@@ -43,7 +43,7 @@ def test_kernels_refuse_an_unknown_opcode(cnn, code):
     program, inputs = cnn
     program = _copy(program)
     program.instructions.opcode[7] = code
-    with pytest.raises(SimError, match=f"^row 7: unknown opcode {code}; the simulator executes opcodes 0..16 "):
+    with pytest.raises(SimError, match=f"^row 7: unknown opcode {code}; the simulator executes opcodes 0..{len(OPCODES) - 1} "):
         execute(program, inputs)
     with pytest.raises(SimError, match=f"^row 7: unknown opcode {code};"):
         simulate(program, inputs, boundscheck=True)      # unverified: the kernel itself stops

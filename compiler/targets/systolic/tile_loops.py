@@ -28,7 +28,7 @@ import numpy as np
 from numba import njit, vectorize
 
 from compiler import numba_cache
-from compiler.program import (DTYPE_CODE, ELEMENT_BYTES, LAYOUT, N_OPERANDS, OPCODE_ENGINE, OPCODE_ID, OPERAND,
+from compiler.program import (DTYPE_CODE, ELEMENT_BYTES, LAYOUT, N_OPERANDS, OPCODE_ID, OPCODE_UNIT, OPERAND,
                               Instructions)
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 KINDS = ("load_bias", "load_im2col", "load_weights", "matmul", "store_tile")
 BIAS, LOAD_A, LOAD_W, MATMUL, STORE = range(len(KINDS))
 OPCODES = np.array([OPCODE_ID[op] for op in KINDS], np.int16)
-ENGINES = OPCODE_ENGINE[OPCODES]
+ENGINES = OPCODE_UNIT[OPCODES]   # the engine of each: its unit (the Program's engines are the UNITS)
 # each kind's operand columns, by name
 BIAS_COLS, LOAD_A_COLS, LOAD_W_COLS, MATMUL_COLS, STORE_COLS = (OPERAND[op] for op in KINDS)
 

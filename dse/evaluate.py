@@ -16,6 +16,7 @@ from compiler.errors import CompileError
 from compiler.bundled import DEFAULT_SPEC
 from compiler.spec import load as spec_load
 from compiler.targets import lower
+from dse import space as spacemod
 from dse.workloads import Workload, graph_of
 from sim import simulate
 
@@ -100,5 +101,6 @@ def point_metrics(records: list, workloads: tuple) -> dict:
         "edp_j_s": energy * latency, "area_mm2": area, "power_w": swe / swl if swl else nan,
         "inferences_per_j": 1.0 / energy if energy else nan,
         "throughput_per_mm2": throughput / area if area and not math.isnan(area) else nan,
-        "utilisation": swu / sw, "pe_count": first["pe_count"],
+        "utilisation": swu / sw,
+        **{name: first[name] for name in spacemod.FIGURES if name in first},   # the target's design figures
     }

@@ -32,10 +32,14 @@ import operator
 from dataclasses import dataclass, field
 
 from compiler import spec as specmod
+from compiler import targets
 from compiler.errors import SpecError
 
 STRATEGIES = ("grid", "random", "lhs", "nsga2", "tpe")
 
+# Each target's design figures (its Spec's FIGURES, e.g. pe_count, sm_count): unit, direction, definition
+FIGURES = {name: definition for target in targets.names()
+           for name, definition in targets.get(target).spec.FIGURES.items()}
 # Point-level figures a constraint or objective may name: unit, direction
 # that is better, one-line definition (the report shows these).
 METRICS = {
@@ -43,12 +47,13 @@ METRICS = {
     "throughput_inf_s": ("inferences/s", "max", "1 / latency_s"),
     "energy_j": ("J", "min", "joules per inference, weighted mean over the workloads"),
     "edp_j_s": ("J*s", "min", "energy-delay product: energy_j x latency_s"),
-    "area_mm2": ("mm^2", "min", "silicon area of the design (PE array, SRAMs, vector unit)"),
+    "area_mm2": ("mm^2", "min", "silicon area of the design's datapath and SRAMs (area_by_component_mm2)"),
     "power_w": ("W", "min", "average power while running: energy_j / latency_s"),
     "inferences_per_j": ("inferences/J", "max", "perf per watt: 1 / energy_j"),
     "throughput_per_mm2": ("inferences/s/mm^2", "max", "perf per area: throughput_inf_s / area_mm2"),
-    "utilisation": ("fraction", "max", "MACs / (cycles x PEs x macs_per_pe_cycle), weighted mean over the workloads"),
-    "pe_count": ("PEs", "min", "rows x cols"),
+    "utilisation": ("fraction", "max", "MACs / (cycles x the target's peak MACs per cycle), weighted mean over "
+                    "the workloads"),
+    **FIGURES,
 }
 ALIASES = {"latency": "latency_s", "throughput": "throughput_inf_s", "energy": "energy_j",
            "edp": "edp_j_s", "area": "area_mm2", "power": "power_w", "perf_per_w": "inferences_per_j",

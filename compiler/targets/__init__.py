@@ -5,7 +5,8 @@ A target is registered once (`register(Target(...))`) and brings everything targ
          it declares `name`, `target`, `clock_ghz`, `technology`, `workloads`, `sweep`, the
          properties `peak_macs_per_cycle` and `figures` (design figures for the explorer's
          table, e.g. PE count) with FIGURE_FIELDS (the fields those come from), and may define
-         `validate(where)` for checks across fields;
+         `validate(where)` for checks across fields; FIGURES defines each figure (unit, the better
+         direction, one line) for the explorer's metrics (dse/space.py METRICS);
   lower  (Graph, Spec) -> Program (compiler/program.py), verified, its Layers carrying the mapping;
   sim    its simulator side: a module, or the import path of one, with `instruction_cycles`,
          `level_bytes`, `requant_ops` and `unit_costs` (the contract: sim/targets/__init__.py).
@@ -23,7 +24,7 @@ from typing import Callable
 from compiler.errors import SpecError
 
 # name -> module that registers the target when imported
-BUILTIN = {"systolic": "compiler.targets.systolic"}
+BUILTIN = {"systolic": "compiler.targets.systolic", "simt": "compiler.targets.simt"}
 DEFAULT_TARGET = "systolic"      # a spec without a `target:` field
 _REGISTRY: dict = {}
 

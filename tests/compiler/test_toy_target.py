@@ -48,6 +48,7 @@ class ToySpec:
     workloads: tuple = spec_field(("zoo:mlp",), "models the explorer evaluates")
     sweep: dict = spec_field(None, "explorer grid")
     FIGURE_FIELDS = ()
+    FIGURES = {}
 
     @property
     def peak_macs_per_cycle(self) -> int:

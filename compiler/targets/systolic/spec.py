@@ -84,6 +84,7 @@ class SystolicSpec:
         return {"pe_count": self.array.rows * self.array.cols}
 
     FIGURE_FIELDS = ("array.rows", "array.cols")   # the fields `figures` is computed from
+    FIGURES = {"pe_count": ("PEs", "min", "processing elements: array.rows x array.cols")}   # unit, better, definition
 
     def validate(self, where: str) -> None:
         check_datatypes(self.datatypes, where)

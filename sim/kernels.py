@@ -29,7 +29,8 @@ The defined datapath (DESIGN principle 4):
 sim/reference.py defines the same in NumPy.
 
 The integer datapath (docs/int8_datapath.md, onnxruntime's arithmetic; checked bit for
-bit against onnxruntime in tests/e2e/test_int8_models.py):
+bit against onnxruntime in tests/e2e/test_int8_models.py, and against sim/reference.py in
+tests/sim/test_reference_integer.py):
   * 8-bit codes (uint8 or int8) move as bytes; an im2col load pads with the input's
     zero point. The array multiplies (a - a_zp) * (w - w_zp), exact, into an int32
     accumulator that wraps, starting from the int32 bias.
@@ -302,8 +303,8 @@ def _requantize(v, scale, y_zp, code):
 def _requantize_fixed_point(acc, multiplier, exponent, y_zp, code):
     """gemmlowp/TFLite MultiplyByQuantizedMultiplier, then + y_zp and saturation: acc shifted left by
     max(e, 0) (int32, wrapping), SaturatingRoundingDoublingHighMul with the Q31 multiplier (the high
-    32 bits of the doubled product, rounded half away from zero), then a rounding right shift by
-    max(-e, 0) (half away from zero)."""
+    32 bits of the doubled product, rounded to nearest with ties toward +infinity: gemmlowp's nudge),
+    then a rounding right shift by max(-e, 0) (half away from zero)."""
     x = np.int64(acc) << max(exponent, 0)
     x = ((x + 2 ** 31) & 0xFFFFFFFF) - 2 ** 31
     if x == -2 ** 31 and multiplier == -2 ** 31:
@@ -448,9 +449,10 @@ def store_tile_int(m, g, acc_i, acc, m0, tm, n0, tn, out_code):
             dst = out + (n * cout + c) * P + r
             v = acc_i[acc + mm * tn + j]
             if requant == REQ_INT32:
-                ms[dst] = v
+                ms[dst] = max(v, 0) if act == ACT_RELU else v
             elif requant == REQ_SCALED:
-                mf[dst] = np.float32(v) * mf[scale + c]
+                f = np.float32(v) * mf[scale + c]
+                mf[dst] = max(f, np.float32(0.0)) if act == ACT_RELU else f
             elif requant == REQ_FIXED:
                 q = _requantize_fixed_point(v, ms[scale + 2 * c], ms[scale + 2 * c + 1], y_zp, out_code)
                 _sti(mb, ms, dst, out_code, max(q, y_zp) if act == ACT_RELU else q)

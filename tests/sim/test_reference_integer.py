@@ -130,10 +130,9 @@ def test_a_relu_clamps_requantised_codes_at_the_zero_point_in_both(requantize):
     assert not all(np.array_equal(got[k], plain[k]) for k in plain)        # the ReLU changed something
 
 
-@pytest.mark.xfail(strict=True, reason="store_tile_int ignores the descriptor's activation when it keeps the int32 "
-                                       "accumulator (or scales it to fp32); the reference applies it. No front end "
-                                       "path fuses a ReLU into such a layer (fuse_activation: float inputs only)")
 def test_a_relu_on_an_int32_store():
+    """A fused ReLU clamps the int32 accumulator (and the scaled fp32) too (no front end path fuses one there
+    today: fuse_activation takes float inputs only; the descriptor allows it)."""
     graph = compile_graph(_quantized("tiny_cnn", "u8"))
     assert_kernels_equal_reference(_with_relu(lower(graph, INT8)), _inputs(graph, spread=1.5))
 

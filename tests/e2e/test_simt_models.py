@@ -10,19 +10,34 @@ import pytest
 
 import dse
 from dse.cli import main as dse_main
+from dse.api import load_spec
+from tests.e2e.test_int8_models import check_bit_exact
+from tests.e2e.test_low_precision_models import UNIT_ROUNDOFF, light
 from tests.e2e.test_models import DEFAULT_RUN, SLOW, check_against_ort
-from tests.light_models import light_model_path, with_random_weights
+from tests.light_models import light_model_path, logits_name, with_random_weights
 from tests.quant_models import quant_model_path
 
 ROOT = Path(__file__).resolve().parents[2]
 FP32 = {"target": "simt", "datatypes": {"input": "fp32", "weight": "fp32", "accumulator": "fp32", "output": "fp32"}}
 
 
-@pytest.mark.parametrize("name", DEFAULT_RUN + [pytest.param(n, marks=pytest.mark.slow) for n in SLOW])
-def test_light_models_on_simt_match_onnxruntime(name):
+@pytest.mark.parametrize("name", DEFAULT_RUN)
+def test_light_models_on_an_fp32_simt_match_onnxruntime(name):
     model = with_random_weights(onnx.load(light_model_path(name)), seed=0)
     program, _ = check_against_ort(model, hw=FP32)
     assert program.target == "simt" and program.engines == ("stream",)
+
+
+@pytest.mark.parametrize("name", DEFAULT_RUN + [pytest.param(n, marks=pytest.mark.slow) for n in SLOW])
+def test_the_nine_light_models_on_simt_yaml_match_onnxruntime_within_fp16_tolerance(name):
+    """hwspecs/simt.yaml (fp16 in and out, fp32 accumulation): the logits' relative L2 error against
+    onnxruntime's fp32 within u sqrt(L), the estimate tests/e2e/test_low_precision_models.py states."""
+    model, inputs, want = light(name)
+    program = dse.compile(model, str(ROOT / "hwspecs" / "simt.yaml"))
+    got = dse.api.simulate(program, inputs).outputs[logits_name(model)]
+    depth = sum(layer.op in ("conv", "gemm") for layer in program.layers)
+    error = float(np.linalg.norm(got.astype(np.float64) - want) / np.linalg.norm(want))
+    assert program.target == "simt" and error <= UNIT_ROUNDOFF["fp16"] * np.sqrt(depth), error
 
 
 @pytest.mark.parametrize("model, simt, systolic", [
@@ -44,6 +59,20 @@ def test_simt_gives_the_systolic_bits_on_fp16_and_int8(model, simt, systolic):
     for name, value in want.outputs.items():
         np.testing.assert_array_equal(got.outputs[name], value)
     assert got.stats.requant_ops == (want.stats.requant_ops if model != "squeezenet" else 0)
+
+
+INT8_TENSOR_CORES = {"target": "simt", "datatypes": {"input": "uint8", "weight": "int8", "accumulator": "int32",
+                                                     "output": "uint8"}}
+
+
+@pytest.mark.parametrize("name, fmt, per_channel", [
+    ("mlp", "qdq", False), ("squeezenet", "qoperator", True),
+    *(pytest.param(n, f, c, marks=pytest.mark.slow) for n, f, c in
+      [("resnet50", "qdq", False), ("shufflenet", "qdq", True), ("squeezenet", "qdq", False)])])
+def test_quantised_zoo_on_int8_tensor_cores_is_bit_exact(name, fmt, per_channel):
+    """The quantised models on the SIMT target's int8 tensor cores: onnxruntime's outputs bit for bit,
+    and every intermediate the IR reference's (tests/e2e/test_int8_models.py's check)."""
+    check_bit_exact(quant_model_path(name, fmt, per_channel), load_spec(INT8_TENSOR_CORES))
 
 
 def test_mapping_printout_shows_grid_block_tile_and_occupancy(capsys):

@@ -38,6 +38,7 @@ test-all: $(TEST_STAMP)
 bench: $(TEST_STAMP)
 	$(BIN)/python benchmarks/resnet50_systolic.py
 	$(BIN)/python benchmarks/sweep_speed.py
+	$(BIN)/python benchmarks/validate_simt.py
 	$(BIN)/python benchmarks/int8_resnet50.py
 
 lock:

@@ -29,9 +29,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from compiler.program import DATATYPES, ELEMENT_BYTES, OPCODE_ID, OPERAND, Program
+from compiler.program import CONV, DATATYPES, ELEMENT_BYTES, OPCODE_ID, OPERAND, Program
 from compiler.targets.simt import cost
-from compiler.targets.simt.lower import DEPTHWISE_CHANNELS
+from compiler.targets.simt.lower import DEPTHWISE_CHANNELS, input_bytes
 from sim.energy import PJ, UM2_PER_MM2, UnitCosts, mac_pj, pe_area_um2, sram_area_mm2, sram_pj_per_byte, technology
 
 COMPONENTS = ("tensor_cores", "simt_lanes", "requantizer")   # where MAC, vector and requantiser energy go
@@ -76,9 +76,11 @@ def _kernels(program: Program) -> list:
             continue
         warps = mapping.extras["block_threads"] // spec.sm.threads_per_warp
         tile = cost.Tile(mapping.tile["m"], mapping.tile["n"], mapping.tile["k"], warps)
-        key = (d["m"], d["n"], d["k"], d["g"], tile, x_b, out_b, types[0])
+        desc = program.desc_int[ops[GEMM_TILE.desc]]
+        a_distinct = input_bytes({f: desc[CONV[f]] for f in ("n", "c", "h", "w")}, x_b)
+        key = (d["m"], d["n"], d["k"], d["g"], tile, x_b, out_b, types[0], a_distinct)
         if key not in gemms:
-            gemms[key] = cost.gemm_kernel(spec, d["m"], d["n"], d["k"], d["g"], tile, x_b, out_b, types[0])
+            gemms[key] = cost.gemm_kernel(spec, *key[:4], tile, x_b, out_b, types[0], a_distinct)
         out.append(gemms[key])
     return out
 

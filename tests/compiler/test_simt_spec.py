@@ -125,7 +125,7 @@ def test_mixed_mma_operands(tmp_path):
 
 def test_a_tile_that_cannot_fit_shared_memory(tmp_path):
     message = _error(tmp_path, "sm:\n  max_shared_memory_per_block_kib: 8\n")
-    assert "field 'tiles' (min_block_m 64, min_block_n 64, min_block_k 32, stages 2)" in message
+    assert "field 'tiles' (min_block_m 64, min_block_n 64, min_block_k 32 (16-bit elements), stages 2)" in message
     assert "needs 16 KiB of fp16 A and B tiles in shared memory" in message
     assert "sm.max_shared_memory_per_block_kib" in message
 

@@ -115,6 +115,12 @@ def mma_k(spec, elem_bytes: int) -> int:
     return max(1, spec.tensor_core.mma_k * 2 // elem_bytes)
 
 
+def k_step(elements_16bit: int, elem_bytes: int) -> int:
+    """A K-step bound given in 16-bit elements (spec.tiles) for operands of `elem_bytes`: the same bytes
+    per step (CUTLASS's tiles keep BK x element bytes at 64 or 128 across types), as mma_k scales."""
+    return max(1, elements_16bit * 2 // elem_bytes)
+
+
 def _warp_grid(spec, tile: Tile) -> tuple | None:
     """(issuers along M, along N) whose issuer tiles hold whole MMAs, reading the least shared memory
     per K step (an issuer reads its A rows and B columns: gn x BM + gm x BN elements) [CUTLASS]."""
@@ -168,7 +174,7 @@ def fitting_tiles(spec, elem_bytes_in: int) -> tuple:
     fits, reason = [], ""
     for bm in _doubling(t.min_block_m, t.max_block_m):
         for bn in _doubling(t.min_block_n, t.max_block_n):
-            for bk in _doubling(t.min_block_k, t.max_block_k):
+            for bk in _doubling(k_step(t.min_block_k, elem_bytes_in), k_step(t.max_block_k, elem_bytes_in)):
                 for warps in _doubling(t.min_warps, t.max_warps):
                     tile = Tile(bm, bn, bk, warps)
                     occ = occupancy(spec, tile, elem_bytes_in)
@@ -202,7 +208,8 @@ def _cluster_grid(blocks: int, bm: int, bn: int, tiles_m: int, tiles_n: int) -> 
     return min(cm, tiles_m), min(cn, tiles_n)
 
 
-def l2_traffic(spec, m, n, k, groups, tile: Tile, concurrent: int, elem_in: int, elem_out: int) -> tuple:
+def l2_traffic(spec, m, n, k, groups, tile: Tile, concurrent: int, elem_in: int, elem_out: int,
+               a_distinct: float | None = None) -> tuple:
     """(bytes requested from L2, bytes from/to DRAM, L2 hit rate of the A and B reads).
 
     Every block reads its A row panel (BM x K) and B column panel (K x BN) through L2 (cp.async.cg
@@ -219,13 +226,17 @@ def l2_traffic(spec, m, n, k, groups, tile: Tile, concurrent: int, elem_in: int,
          A rows are kept if the wave's full panels fit (a row's blocks are consecutive, so it spans
          max(1, tiles_n / concurrent) waves otherwise); B columns are kept if one group's B plus
          the wave's A panels fit, else refetched once per wave: min(tiles_m, blocks / concurrent).
-    C is written once and written back to DRAM."""
+    C is written once and written back to DRAM. `a_distinct`: the bytes A's rows are gathered from (a
+    conv's input tensor, whose im2col rows overlap: an implicit GEMM requests M x K elements, but the
+    windows of neighbouring rows share their input bytes, which hit in L2 once fetched), the compulsory
+    A traffic where it is smaller than M x K."""
     bm, bn = tile.block_m, tile.block_n
     tiles_m, tiles_n = math.ceil(m / bm), math.ceil(n / bn)
     a_all, b_group, c_all = groups * m * k * elem_in, k * n * elem_in, groups * m * n * elem_out
+    a_all = min(a_all, a_distinct) if a_distinct else a_all        # compulsory A bytes
     b_all = groups * b_group
     cm, cn = _cluster_grid(spec.tiles.multicast_blocks, min(bm, m), min(bn, n), tiles_m, tiles_n)
-    a_req, b_req = a_all * tiles_n / cn, b_all * tiles_m / cm
+    a_req, b_req = groups * m * k * elem_in * tiles_n / cn, b_all * tiles_m / cm
     rows = min(groups * tiles_m, math.ceil(concurrent / tiles_n))     # distinct A panels in a wave
     cols = min(tiles_n, concurrent)                                     # distinct B panels in a wave
     capacity = spec.memory.l2_mib * 2 ** 20
@@ -244,8 +255,9 @@ def l2_traffic(spec, m, n, k, groups, tile: Tile, concurrent: int, elem_in: int,
 
 
 def gemm_kernel(spec, m: int, n: int, k: int, groups: int, tile: Tile, elem_bytes_in: int,
-                elem_bytes_out: int, datatype: str) -> GemmCost:
-    """Cycles of one implicit-GEMM kernel with block tile `tile` (see the module docstring)."""
+                elem_bytes_out: int, datatype: str, a_distinct: float | None = None) -> GemmCost:
+    """Cycles of one implicit-GEMM kernel with block tile `tile` (see the module docstring);
+    a_distinct: bytes of the tensor A is gathered from (l2_traffic)."""
     occ = occupancy(spec, tile, elem_bytes_in)
     if not occ.blocks_per_sm:
         raise CompileError(f"block tile {tile} cannot run: {_why(spec, tile, occ)}")
@@ -264,7 +276,7 @@ def gemm_kernel(spec, m: int, n: int, k: int, groups: int, tile: Tile, elem_byte
     gm, gn = occ.warp_grid
     block_shared = k_steps * bk * elem_bytes_in * (bm + bn + gn * bm + gm * bn)
     l2_bytes, dram_bytes, hit = l2_traffic(spec, m, n, k, groups, tile, min(per_wave, blocks), elem_bytes_in,
-                                           elem_bytes_out)
+                                           elem_bytes_out, a_distinct)
     # Latency bound of one block [Volkov]: with `stages` buffers, stages - 1 K-step loads are in
     # flight, so the K loop takes at least ceil(k_steps / (stages - 1)) load latencies, plus the
     # last step's MMAs; with one stage loads and MMAs serialise. The latency is the L2 hit rate's
@@ -296,13 +308,13 @@ def gemm_kernel(spec, m: int, n: int, k: int, groups: int, tile: Tile, elem_byte
 
 
 def choose_tile(spec, m: int, n: int, k: int, groups: int, elem_bytes_in: int, elem_bytes_out: int,
-                datatype: str) -> GemmCost:
+                datatype: str, a_distinct: float | None = None) -> GemmCost:
     """The candidate tile (spec.tiles bounds) with the fewest cycles by gemm_kernel; ties go to
     fewer DRAM bytes, then to the tile listed first. CompileError if no candidate can run."""
     fits, reason = fitting_tiles(spec, elem_bytes_in)
     if not fits:
         raise CompileError(f"GEMM {groups} x [{m}x{k}] x [{k}x{n}]: no block tile fits this SM: {reason}")
-    costs = [gemm_kernel(spec, m, n, k, groups, tile, elem_bytes_in, elem_bytes_out, datatype)
+    costs = [gemm_kernel(spec, m, n, k, groups, tile, elem_bytes_in, elem_bytes_out, datatype, a_distinct)
              for tile, _ in fits]
     return min(costs, key=lambda c: (c.cycles, c.dram_bytes))
 

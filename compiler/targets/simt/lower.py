@@ -61,6 +61,11 @@ def gemm_datatype(layer: gemm_layer.GemmLayer) -> str:
     return layer.x_type
 
 
+def input_bytes(fields: dict, elem_bytes: int) -> int:
+    """Bytes of the tensor a GEMM kernel gathers its A rows from (the conv's input: N x C x H x W)."""
+    return fields["n"] * fields["c"] * fields["h"] * fields["w"] * elem_bytes
+
+
 def is_depthwise(layer: gemm_layer.GemmLayer) -> bool:
     return layer.groups > 1 and layer.n <= DEPTHWISE_CHANNELS
 
@@ -80,7 +85,8 @@ def _lower_gemm_layer(graph, node, plan, builder, spec, ready, index, tiles) -> 
                           extras={"kernel": "depthwise (SIMT lanes)", "est_cycles": round(kernel.cycles),
                                   "bound": kernel.bound})
     else:
-        shape = (layer.m, layer.n, layer.k, layer.groups, x_b, out_b, gemm_datatype(layer))
+        shape = (layer.m, layer.n, layer.k, layer.groups, x_b, out_b, gemm_datatype(layer),
+                 input_bytes(layer.fields, x_b))
         if shape not in tiles:
             tiles[shape] = cost.choose_tile(spec, *shape)
         kernel = tiles[shape]

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from compiler.errors import SpecError
 from compiler.spec import (DATATYPE_BITS, DRAM_TYPES, INTEGER_TYPES, DatatypeSpec, check_datatypes,
                            check_technology, spec_field)
-from compiler.targets.simt.cost import fitting_tiles
+from compiler.targets.simt.cost import fitting_tiles, k_step
 
 # Tensor-core generation -> the operand types its MMA instructions take (A and B of one type).
 # Volta: FP16 (V100 whitepaper, 2017); Turing adds INT8/INT4 (Turing whitepaper, 2018); Ampere
@@ -100,8 +100,10 @@ class TileSpec:
     max_block_m: int = spec_field(256, "largest block-tile M", minimum=1)
     min_block_n: int = spec_field(64, "smallest block-tile N (output columns per thread block)", minimum=1)
     max_block_n: int = spec_field(256, "largest block-tile N", minimum=1)
-    min_block_k: int = spec_field(32, "smallest K step staged through shared memory", minimum=1)
-    max_block_k: int = spec_field(64, "largest K step", minimum=1)
+    min_block_k: int = spec_field(32, "smallest K step staged through shared memory, in 16-bit elements (the "
+                                      "step's bytes stay the same: 4-byte operands take half as many elements, "
+                                      "8-bit ones twice as many, as mma shapes do)", minimum=1)
+    max_block_k: int = spec_field(64, "largest K step, in 16-bit elements (as min_block_k)", minimum=1)
     min_warps: int = spec_field(4, "fewest warps per thread block", minimum=1)
     max_warps: int = spec_field(8, "most warps per thread block", minimum=1)
     stages: int = spec_field(2, "A and B tiles buffered in shared memory per block (2 = double buffering)",
@@ -213,12 +215,13 @@ class SimtSpec:
             if low > high:
                 raise SpecError(f"{where}: field 'tiles.max_{dim}' is {high}; must be >= tiles.min_{dim} ({low})")
         elem = DATATYPE_BITS[self.datatypes.input] // 8
-        need = t.stages * (t.min_block_m + t.min_block_n) * t.min_block_k * elem
+        need = t.stages * (t.min_block_m + t.min_block_n) * k_step(t.min_block_k, elem) * elem
         limit = min(self.sm.max_shared_memory_per_block_kib,
                     self.sm.shared_memory_kib - self.sm.reserved_shared_memory_per_block_kib) * 1024
         if need > limit:
             raise SpecError(f"{where}: field 'tiles' (min_block_m {t.min_block_m}, min_block_n {t.min_block_n}, "
-                            f"min_block_k {t.min_block_k}, stages {t.stages}): the smallest block tile needs "
+                            f"min_block_k {t.min_block_k} (16-bit elements), stages {t.stages}): the smallest block "
+                            "tile needs "
                             f"{need / 1024:g} KiB of {self.datatypes.input} A and B tiles in shared memory, but "
                             f"sm.max_shared_memory_per_block_kib and sm.shared_memory_kib leave a block "
                             f"{max(limit, 0) / 1024:g} KiB: lower the tiles' minima or stages, or give more")

@@ -21,7 +21,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import onnx
+from onnx import numpy_helper
 
 from compiler.errors import CompileError, SpecError
 from compiler.frontend.onnx import read_model
@@ -194,7 +196,7 @@ def graph_of(workload: Workload):
     model = model_of(workload)
     shapes = None
     if workload.batch != 1:
-        proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model), load_external_data=False)
+        proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
         initialisers = {t.name for t in proto.graph.initializer}
         shapes = {}
         for value in proto.graph.input:
@@ -202,7 +204,29 @@ def graph_of(workload: Workload):
                 continue
             dims = [d.dim_value if d.dim_value > 0 else 1 for d in value.type.tensor_type.shape.dim]
             shapes[value.name] = (workload.batch, *dims[1:])
+        model = batch_agnostic_reshapes(proto)
     return compile_graph(model, input_shapes=shapes)
+
+
+def batch_agnostic_reshapes(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """A copy of a batch-1 model whose Reshapes to a constant shape leading with 1 (the batch, as
+    exporters write a classifier's flatten: [1, 2048]) copy their input's leading dimension instead
+    (ONNX Reshape's 0 entry, allowzero unset), so the model runs at another batch; other nodes and
+    Reshapes are left as they are."""
+    consts = {t.name: t for t in proto.graph.initializer}
+    out = onnx.ModelProto.FromString(proto.SerializeToString())
+    for node in out.graph.node:
+        allowzero = any(a.name == "allowzero" and a.i for a in node.attribute)
+        if node.op_type != "Reshape" or allowzero or len(node.input) < 2 or node.input[1] not in consts:
+            continue
+        shape = numpy_helper.to_array(consts[node.input[1]])
+        if shape.ndim == 1 and len(shape) > 1 and shape[0] == 1:
+            name = f"{node.input[1]}::batch_agnostic"
+            if name not in {t.name for t in out.graph.initializer}:
+                out.graph.initializer.append(numpy_helper.from_array(np.concatenate(([0], shape[1:])).astype(
+                    shape.dtype), name))
+            node.input[1] = name
+    return out
 
 
 # ---- quantised workloads: the on-disk cache ------------------------------------------------

@@ -207,3 +207,32 @@ def test_a_model_file_that_does_not_read_as_onnx_is_refused_when_parsed(tmp_path
         parse(["zoo:mlp", {"model": str(tmp_path / "cut.onnx")}])
     onnx.save(zoo.mlp(), tmp_path / "mlp.onnx")
     assert parse([str(tmp_path / "mlp.onnx")])[0].model == str(tmp_path / "mlp.onnx")
+
+
+def test_a_batch_1_models_constant_reshape_follows_the_batch(tmp_path):
+    """Exporters write a classifier's flatten as Reshape to [1, C]: at batch 3 it reshapes [3, C, 1, 1]
+    to [3, C] (graph_of makes such Reshapes copy the batch), each sample's output the batch-1 one."""
+    from onnx import helper
+
+    from compiler.targets import lower
+    from sim import simulate
+
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "w"),
+             numpy_helper.from_array(np.array([1, 4], np.int64), "shape"),
+             numpy_helper.from_array(rng.standard_normal((4, 5)).astype(np.float32), "fc")]
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("GlobalAveragePool", ["c"], ["p"]),
+             helper.make_node("Reshape", ["p", "shape"], ["r"]),
+             helper.make_node("MatMul", ["r", "fc"], ["y"])]
+    graph = helper.make_graph(nodes, "flatten", [helper.make_tensor_value_info("x", 1, [1, 3, 6, 6])],
+                              [helper.make_tensor_value_info("y", 1, [1, 5])], inits)
+    path = tmp_path / "flatten.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+    x = rng.standard_normal((3, 3, 6, 6)).astype(np.float32)
+    spec = load("systolic")
+    batched = simulate(lower(graph_of(Workload(str(path), batch=3)), spec), {"x": x}).outputs["y"]
+    single = [simulate(lower(graph_of(Workload(str(path))), spec), {"x": x[i:i + 1]}).outputs["y"][0]
+              for i in range(3)]
+    assert batched.shape == (3, 5)
+    np.testing.assert_array_equal(batched, np.stack(single))

@@ -13,8 +13,8 @@ its shape, datatype and batch, and one table row printed: case, predicted, publi
 An A100 row measured on the 80 GB part runs the preset with memory.dram_gbps 2039 (its HBM2e; the preset is
 the 40 GB part), spec `a100@2039`. Aim (the issue): |error| within 20 % for GEMMs and bandwidth, 30 % end to
 end; a row outside it is marked `!`, and the cost terms behind it are printed below the table.
-zoo:resnet50's Reshape before the classifier has a constant [1, 2048] shape, so the model is made
-batch-agnostic first (leading 1 -> -1); dse.workloads' `batch:` fails on it as shipped.
+zoo:resnet50's Reshape before the classifier has a constant [1, 2048] shape: the model is made batch-agnostic
+first, as dse.workloads does for a workload's `batch:` (batch_agnostic_reshapes).
 Run: .venv/bin/python benchmarks/validate_simt.py [--quick] [--cache-dir DIR]   (all: ~3 s once the int8 model
 is kept, ~15 s the first time; --quick: 6 rows)
 """
@@ -41,6 +41,7 @@ if str(ROOT) not in sys.path:
 
 from compiler import spec as specmod
 from compiler.pipeline import compile_graph, compile_model
+from dse.workloads import batch_agnostic_reshapes
 from compiler.program import ELEMENT_BYTES
 from compiler.targets import lower
 from compiler.targets.simt import cost
@@ -224,23 +225,9 @@ def predict_stream(case: Case) -> tuple:
                          f"streams at memory.dram_gbps = {spec.memory.dram_gbps:g} GB/s")
 
 
-def batch_agnostic(model: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy whose Reshape shapes given as constants with a leading 1 (the batch) take -1 instead."""
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    shapes = {node.input[1] for node in out.graph.node if node.op_type == "Reshape" and len(node.input) > 1}
-    for init in out.graph.initializer:
-        if init.name in shapes:
-            value = numpy_helper.to_array(init).copy()
-            if value.ndim == 1 and len(value) and value[0] == 1:
-                value[0] = -1
-                init.CopyFrom(numpy_helper.from_array(value, init.name))
-    return out
-
-
 def int8_resnet50(cache_dir: Path) -> Path:
     """zoo:resnet50 with seeded random weights (its constant fills would quantise to degenerate scales),
-    batch-agnostic, quantised by dse.quantize (QOperator, per-tensor, 16 seeded calibration samples); kept in
+    batch-agnostic (dse.workloads.batch_agnostic_reshapes), quantised by dse.quantize (QOperator, per-tensor, 16 seeded calibration samples); kept in
     `cache_dir` under a hash of the model and the onnx/onnxruntime versions, written then renamed."""
     import onnxruntime
 
@@ -252,7 +239,7 @@ def int8_resnet50(cache_dir: Path) -> Path:
     if path.is_file():
         return path
     cache_dir.mkdir(parents=True, exist_ok=True)
-    model = batch_agnostic(zoo.with_random_weights(onnx.load(str(source)), seed=0))
+    model = batch_agnostic_reshapes(zoo.with_random_weights(onnx.load(str(source)), seed=0))
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     try:
         quantize(model, partial, format="qoperator")

@@ -4,7 +4,8 @@ point's per-workload records -> its point-level metrics (dse.space.METRICS).
 `run_chunk` is what executors ship to workers: it is a pure function of its
 tasks (the Spec and the workload travel with each task; each worker compiles a
 workload's Graph once and keeps it), so a local pool and a Dask cluster give
-the same results bit for bit.
+the same results bit for bit. A record's per-layer mappings come encoded for the
+store (dse.store.LayerEncoder), each distinct mapping encoded once per worker.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from compiler.bundled import DEFAULT_SPEC
 from compiler.spec import load as spec_load
 from compiler.targets import lower
 from dse import space as spacemod
+from dse.store import LayerEncoder
 from dse.workloads import Workload, graph_of
 from sim import simulate
 
@@ -36,13 +38,16 @@ def evaluate(graph, spec) -> dict:
 
 
 def evaluate_with_layers(graph, spec) -> tuple:
-    """(the flat Stats row, per layer {name, op, cycles, mapping}: which mapping (Mapping.to_dict)
-    gave the layer its cycles; the store keeps them per evaluation)."""
+    """(the flat Stats row, its layers' names, ops, cycles and mappings (Mapping.to_dict) in the store's
+    form, dse.store.EncodedLayers: which mapping gave each layer its cycles)."""
     stats = simulate(lower(graph, spec), timing_only=True).stats
     row = stats.flat()
     row.update(spec.figures)          # the target's design figures (PE count, ...)
-    layers = [{key: layer[key] for key in ("name", "op", "cycles", "mapping")} for layer in stats.layers]
-    return row, layers
+    return row, _encode_layers(stats.layers)
+
+
+# One per process: a worker JSON-encodes each distinct mapping once, however many evaluations share it.
+_encode_layers = LayerEncoder()
 
 
 def run_task(task: Task) -> dict:

@@ -2,10 +2,12 @@
 
 Each evaluation (one design point on one workload) is a row keyed by a content
 hash of (the design point's full Spec, the workload's identity, the compiler
-version), committed as soon as it finishes, so a killed sweep loses at most the
-evaluations in flight and a re-run skips every key already present. Only the
-process that runs the sweep writes; workers return rows to it. The store also
-records which study (space, strategy, workloads, objectives) it holds.
+version), committed as soon as it comes back from its worker (one transaction per
+chunk of tasks), so a killed sweep loses at most the evaluations in flight and a
+re-run skips every key already present. Only the process that runs the sweep
+writes; workers return rows to it. The store also records which study (space,
+strategy, workloads, objectives) it holds, and per evaluation which mapping gave
+each layer its cycles: each distinct mapping is stored once (LayerEncoder).
 """
 from __future__ import annotations
 
@@ -13,8 +15,10 @@ import dataclasses
 import functools
 import hashlib
 import json
+import marshal
 import sqlite3
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -23,7 +27,9 @@ from compiler import spec as specmod
 from compiler.errors import SpecError
 
 STORE_FILE = "results.sqlite"
-SCHEMA_VERSION = 1
+# 2: per-layer mappings as evaluation_layers + mapping_dicts (each distinct mapping once); schema 1's
+# `mappings` rows (the whole per-layer list as JSON per evaluation) are still read, no longer written.
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS evaluations (
     key TEXT PRIMARY KEY,        -- content hash of (spec, workload, compiler version)
@@ -38,8 +44,18 @@ CREATE TABLE IF NOT EXISTS evaluations (
     compiler_version TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS mappings (
+CREATE TABLE IF NOT EXISTS evaluation_layers (
     key TEXT PRIMARY KEY,        -- the evaluation's key (evaluations.key); feasible evaluations only
+    layers TEXT NOT NULL         -- JSON: {"name": [...], "op": [...], "cycles": [...], "mapping": [...]}, one entry
+                                 -- per layer in execution order, and "mappings": [mapping_dicts.id, ...];
+                                 -- a layer's mapping is an index into "mappings", or null
+);
+CREATE TABLE IF NOT EXISTS mapping_dicts (
+    id TEXT PRIMARY KEY,         -- content hash of `mapping`
+    mapping TEXT NOT NULL        -- JSON: one layer's mapping (compiler/mapping.py's to_dict)
+);
+CREATE TABLE IF NOT EXISTS mappings (
+    key TEXT PRIMARY KEY,        -- schema 1 (read only): the evaluation's key; feasible evaluations only
     layers TEXT NOT NULL         -- JSON: per layer {name, op, cycles, mapping} (compiler/mapping.py's to_dict)
 );
 """
@@ -126,6 +142,59 @@ def cannot_write(folder, exc) -> StoreError:
                       "free space or make the folder writable, then run the same command to resume")
 
 
+@dataclass(frozen=True)
+class EncodedLayers:
+    """One evaluation's per-layer figures as the store keeps them: `layers` (an evaluation_layers row's
+    JSON) and, mapping id -> JSON, every mapping it names (the store adds those it lacks)."""
+    layers: str
+    mappings: dict
+
+
+class LayerEncoder:
+    """Per-layer lists (Stats.layers' {name, op, cycles, mapping (a to_dict)}) in the store's form.
+
+    A sweep's design points share most layer mappings but rarely all of them: ResNet-50 over the 225
+    array shapes, dataflows and scratchpads of benchmarks/sweep_speed.py has 224 distinct per-layer
+    lists but 2,259 distinct mappings in its 20,025 layers. So each distinct mapping is JSON-encoded once
+    per process and stored once, and an evaluation keeps its layers' names, ops, cycles and which
+    mapping each has. A mapping is recognised by its marshal bytes (version 0: content only, 1 us):
+    equal bytes are equal mappings, and an equal mapping marshalled differently is merely encoded again,
+    to the same id."""
+
+    def __init__(self, limit: int = 4096):
+        self.known: dict = {}       # marshalled mapping -> (id, JSON)
+        self.limit = limit          # distinct mappings remembered (a few hundred bytes each)
+
+    def __call__(self, layers) -> EncodedLayers:
+        slots, ids, texts = [], {}, {}     # per layer: index into ids (first-use order), or None
+        for layer in layers:
+            mapping = layer["mapping"]
+            if mapping is None:
+                slots.append(None)
+                continue
+            try:
+                fingerprint = marshal.dumps(mapping, 0)
+            except ValueError:              # a value marshal does not take (a NumPy scalar): its JSON
+                fingerprint = json.dumps(mapping)
+            mapping_id, text = self.known.get(fingerprint) or self._add(fingerprint, mapping)
+            slot = ids.get(mapping_id)
+            if slot is None:
+                slot = ids[mapping_id] = len(ids)
+                texts[mapping_id] = text
+            slots.append(slot)
+        return EncodedLayers(json.dumps({
+            "name": [layer["name"] for layer in layers], "op": [layer["op"] for layer in layers],
+            "cycles": [layer["cycles"] for layer in layers], "mapping": slots, "mappings": list(ids)}), texts)
+
+    def _add(self, fingerprint, mapping) -> tuple:
+        text = json.dumps(mapping)
+        known = (hashlib.sha256(text.encode()).hexdigest()[:32], text)
+        if len(self.known) >= self.limit:
+            self.known.clear()
+        self.known[fingerprint] = known
+        return known
+
+
 class Store:
     """Results of every evaluation made in one report folder."""
     lock = None  # the open sweep.lock when dse.folder.claim opened it: released on close
@@ -133,6 +202,8 @@ class Store:
     def __init__(self, folder):
         self.folder = Path(folder)
         self.path = self.folder / STORE_FILE
+        self._encode_layers = LayerEncoder()   # for records that bring their layers as a list (dse reprice's)
+        self._mappings_stored: set = set()     # mapping_dicts ids this connection has committed
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(self.path, timeout=60)
@@ -140,11 +211,24 @@ class Store:
             # and a killed process leaves every committed row intact.
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")
-            self.db.executescript(_SCHEMA)
-            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            found = self._schema_version()
+            if found is not None and not (found.isdigit() and int(found) <= SCHEMA_VERSION):
+                self.db.close()
+                raise StoreError(f"{self.path}: store schema {found}, newer than this dse reads (schema "
+                                 f"{SCHEMA_VERSION} and older): upgrade accel-dse to use it, or use another folder")
+            self.db.executescript(_SCHEMA)      # an older store gains the newer tables; its rows stay readable
+            if found != str(SCHEMA_VERSION):
+                self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             self.db.commit()
         except (sqlite3.OperationalError, OSError) as exc:
             raise cannot_write(self.folder, exc) from None
+
+    def _schema_version(self) -> str | None:
+        """The schema version the file records; None for a new file."""
+        if not self.db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone():
+            return None
+        row = self.db.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()
+        return None if row is None else str(row[0])
 
     def close(self) -> None:
         self.db.close()
@@ -175,17 +259,32 @@ class Store:
         return out
 
     def put(self, record: dict) -> None:
-        """Commit one evaluation. A key stored twice keeps the first row (results are deterministic).
+        """Commit one evaluation (see put_many)."""
+        self.put_many([record])
+
+    def put_many(self, records) -> None:
+        """Commit evaluations (a chunk's, as it comes back) in one transaction. A key stored twice keeps the
+        first row (results are deterministic). A record's `layers`, its per-layer mappings, are an
+        EncodedLayers (dse/evaluate.py) or the per-layer list (Stats.layers' name, op, cycles, mapping).
         A write that fails (full disk, read-only folder) is rolled back and raises StoreError."""
-        layers = record.get("layers")     # per-layer mappings (dse/evaluate.py), in the same transaction
-        more = (("INSERT OR IGNORE INTO mappings VALUES (?, ?)", (record["key"], json.dumps(layers))),) \
-            if layers is not None else ()
-        self._write("INSERT OR IGNORE INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (record["key"], record["point_key"], json.dumps(record["point"], sort_keys=True),
-                     record["workload"], int(bool(record["feasible"])), record.get("reason", ""),
-                     json.dumps(record.get("metrics", {}), sort_keys=True),
-                     float(record.get("eval_seconds", 0.0)), time.time(),
-                     record.get("compiler_version") or compiler_version()), more)   # a copied row keeps its own
+        statements, layer_rows, mapping_rows = [], [], {}
+        for record in records:
+            statements.append(("INSERT OR IGNORE INTO evaluations VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (
+                record["key"], record["point_key"], json.dumps(record["point"], sort_keys=True),
+                record["workload"], int(bool(record["feasible"])), record.get("reason", ""),
+                json.dumps(record.get("metrics", {}), sort_keys=True), float(record.get("eval_seconds", 0.0)),
+                time.time(), record.get("compiler_version") or compiler_version())))  # a copied row keeps its own
+            layers = record.get("layers")
+            if layers is None:
+                continue
+            if not isinstance(layers, EncodedLayers):
+                layers = self._encode_layers(layers)
+            layer_rows.append((record["key"], layers.layers))
+            mapping_rows.update((i, text) for i, text in layers.mappings.items() if i not in self._mappings_stored)
+        statements += [("INSERT OR IGNORE INTO evaluation_layers VALUES (?, ?)", row) for row in layer_rows]
+        statements += [("INSERT OR IGNORE INTO mapping_dicts VALUES (?, ?)", row) for row in mapping_rows.items()]
+        self._write(statements)
+        self._mappings_stored.update(mapping_rows)
 
     def origins(self) -> dict:
         """key -> (compiler version, eval_seconds) of every stored evaluation: what made it, in how long."""
@@ -194,20 +293,29 @@ class Store:
 
     def layer_mappings(self, key: str) -> list | None:
         """Which mapping gave evaluation `key` its cycles: per layer {name, op, cycles, mapping (a
-        compiler.mapping.Mapping)}; None where the store has none (an infeasible evaluation, or
-        one stored before mappings were kept)."""
+        compiler.mapping.Mapping, or None)}; None where the store has none (an infeasible evaluation,
+        or one stored before mappings were kept)."""
         from compiler.mapping import Mapping
-        row = self.db.execute("SELECT layers FROM mappings WHERE key = ?", (key,)).fetchone()
+        row = self.db.execute("SELECT layers FROM evaluation_layers WHERE key = ?", (key,)).fetchone()
         if row is None:
-            return None
-        return [dict(layer, mapping=layer["mapping"] and Mapping.from_dict(layer["mapping"]))
-                for layer in json.loads(row[0])]
+            row = self.db.execute("SELECT layers FROM mappings WHERE key = ?", (key,)).fetchone()   # schema 1
+            return None if row is None else [dict(layer, mapping=layer["mapping"] and Mapping.from_dict(
+                layer["mapping"])) for layer in json.loads(row[0])]
+        columns = json.loads(row[0])
+        ids, stored = columns["mappings"], {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            stored.update((i, json.loads(text)) for i, text in self.db.execute(
+                f"SELECT id, mapping FROM mapping_dicts WHERE id IN ({','.join('?' * len(chunk))})", chunk))
+        # from_dict copies the dicts: layers that share a mapping get a Mapping each
+        return [{"name": name, "op": op, "cycles": cycles,
+                 "mapping": None if slot is None else Mapping.from_dict(stored[ids[slot]])}
+                for name, op, cycles, slot in zip(*(columns[c] for c in ("name", "op", "cycles", "mapping")))]
 
-    def _write(self, sql: str, values: tuple, more: tuple = ()) -> None:
-        """Run the statement (and `more`: (sql, values) pairs) as one transaction."""
+    def _write(self, statements) -> None:
+        """Run the statements ((sql, values) pairs) as one transaction."""
         try:
-            self.db.execute(sql, values)
-            for statement in more:
+            for statement in statements:
                 self.db.execute(*statement)
             self.db.commit()
         except (sqlite3.OperationalError, OSError) as exc:
@@ -224,7 +332,8 @@ class Store:
         return meta.get("study"), meta.get("study_description", "")
 
     def record_study(self, key: str, description: str) -> None:
-        self._write("INSERT OR REPLACE INTO meta VALUES ('study', ?), ('study_description', ?)", (key, description))
+        self._write([("INSERT OR REPLACE INTO meta VALUES ('study', ?), ('study_description', ?)",
+                      (key, description))])
 
     def frame(self, keys=None) -> pd.DataFrame:
         """Stored evaluations (all, or those whose key is in `keys`) as one row each:

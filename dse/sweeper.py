@@ -50,6 +50,10 @@ class SweepResult:
     computed: int = 0           # evaluations run by this call (the rest came from the store)
     summary: str = ""
     verified: list = field(default_factory=list)   # --verify: one check per (front point, workload)
+    # Where the call's wall time went, in seconds: "start" (starting the executor: pool, warm-up), "evaluate"
+    # (the strategy's loop, "start" included), "outputs" (points.csv, results.csv, sweep.json and index.html),
+    # of them "report" (index.html), and of that "drilldown" (re-running the front designs in timing mode).
+    seconds: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -121,6 +125,7 @@ def _explore(spec, spec_path, space, workloads, search, executor, store, workers
     front_values: list = []
     computed = 0
     stop = _CtrlC(stream)
+    t_loop, t_start = time.perf_counter(), 0.0
     try:
         while not stop() and (batch := search.propose()) is not None:
             fresh = [idx for idx in dict.fromkeys(batch) if idx not in points]
@@ -130,12 +135,14 @@ def _explore(spec, spec_path, space, workloads, search, executor, store, workers
                     _finish(space, points[idx], workloads, front_values)
             _report_progress(progress, points, front_values, total)
             if tasks and executor is None:
+                t_start = time.perf_counter()
                 executor = executors.make(workers, scheduler, workloads)
+                t_start = time.perf_counter() - t_start
                 print(f"evaluating on {executor.description}", file=stream, flush=True)
             chunks = _chunks(tasks, getattr(executor, "workers", 1)) if tasks else []
             for _, records in (executor.run(chunks, stop) if tasks else ()):
+                store.put_many(records)   # one transaction per chunk
                 for record in records:
-                    store.put(record)
                     record.pop("layers", None)   # stored; the points need only the metrics
                     computed += 1
                     for p in waiting.pop(record["key"]):
@@ -153,7 +160,9 @@ def _explore(spec, spec_path, space, workloads, search, executor, store, workers
         _report_progress(progress, points, front_values, total, force=True)
         progress.close()
     interrupted = stop()
+    t_outputs = time.perf_counter()
     result = _write_outputs(folder, spec_path, space, workloads, store, points, interrupted, computed)
+    result.seconds.update(start=t_start, evaluate=t_outputs - t_loop, outputs=time.perf_counter() - t_outputs)
     result.summary = _summary(result, space, time.perf_counter() - t0)
     print(result.summary, file=stream, flush=True)
     _refuse_all_infeasible(result, spec_path)
@@ -322,8 +331,10 @@ def _write_outputs(folder, spec_path, space, workloads, store, points, interrupt
     pts.to_csv(folder / "points.csv", index=False)
     (folder / SWEEP_FILE).write_text(json.dumps(sweep_meta(spec_path, space, workloads, store, points,
                                                            interrupted), indent=1))
-    write_report(pts, evaluations, space, workloads, folder / "index.html")
-    return SweepResult(folder, pts, evaluations, interrupted, computed)
+    t0 = time.perf_counter()
+    page = write_report(pts, evaluations, space, workloads, folder / "index.html")
+    return SweepResult(folder, pts, evaluations, interrupted, computed,
+                       seconds={"report": time.perf_counter() - t0, "drilldown": page["drilldown_s"]})
 
 
 def sweep_meta(spec_path, space, workloads, store, points, interrupted) -> dict:

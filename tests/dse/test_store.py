@@ -1,5 +1,6 @@
-"""The durable store: content-hash keys, re-runs that recompute nothing, and a sweep
-killed with SIGKILL that resumes to exactly the uninterrupted result."""
+"""The durable store: content-hash keys, re-runs that recompute nothing, a sweep killed with
+SIGKILL that resumes to exactly the uninterrupted result, per-layer mappings stored once each,
+and stores of an older schema read, of a newer one refused."""
 import json
 import os
 import re
@@ -10,9 +11,12 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 import dse
+from compiler.mapping import Mapping
 from compiler.targets.systolic.spec import SystolicSpec
-from dse.store import STORE_FILE, Store, evaluation_key, point_key
+from dse.store import SCHEMA_VERSION, STORE_FILE, Store, StoreError, evaluation_key, point_key
 
 ROOT = Path(__file__).resolve().parents[2]
 # Long enough (ResNet-50, ~10 ms per evaluation) that a signal lands mid-sweep.
@@ -54,6 +58,77 @@ def test_put_is_idempotent_and_survives_reopening(tmp_path):
     with Store(tmp_path) as store:
         assert store.records(["k1", "k2"])["k1"]["metrics"] == {"latency_s": 1e-3}
         assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def _layers(tiles: int) -> list:
+    """Stats.layers' per-layer list: two convs sharing one mapping, one with another, a vector layer."""
+    conv = Mapping("matrix", {"m": 64, "k": 27, "n": 16}, {"m": 16, "k": 27, "n": 16}, ("n", "m", "k"),
+                   "weight_stationary", {"buffers": 2}).to_dict()
+    other = dict(conv, tile={"m": 64 // tiles, "k": 27, "n": 16})
+    return [{"name": "c0", "op": "conv", "cycles": 100, "mapping": conv},
+            {"name": "c1", "op": "conv", "cycles": 90, "mapping": conv},
+            {"name": "c2", "op": "conv", "cycles": 80 * tiles, "mapping": other},
+            {"name": "r", "op": "relu", "cycles": 7, "mapping": Mapping("vector").to_dict()},
+            {"name": "x", "op": "reshape", "cycles": 0, "mapping": None}]
+
+
+def _expected(layers: list) -> list:
+    return [dict(layer, mapping=layer["mapping"] and Mapping.from_dict(layer["mapping"])) for layer in layers]
+
+
+def test_each_distinct_mapping_is_stored_once_and_read_back_per_layer(tmp_path):
+    base = {"point_key": "p", "point": {}, "workload": "zoo:mlp", "feasible": True, "metrics": {}}
+    with Store(tmp_path) as store:
+        store.put_many([{**base, "key": "k1", "layers": _layers(1)}, {**base, "key": "k2", "layers": _layers(2)}])
+        store.put({**base, "key": "k3", "feasible": False, "reason": "does not fit"})
+    with Store(tmp_path) as store:
+        # conv's mapping, the other conv's at 1 and at 2 tiles, the vector unit's: 4 distinct of 8 mappings
+        assert store.db.execute("SELECT COUNT(*) FROM mapping_dicts").fetchone()[0] == 4
+        assert store.layer_mappings("k1") == _expected(_layers(1))
+        assert store.layer_mappings("k2") == _expected(_layers(2))
+        assert store.layer_mappings("k3") is None and store.layer_mappings("nowhere") is None
+        first, second = store.layer_mappings("k1")[:2]
+        assert first["mapping"].dims is not second["mapping"].dims  # layers sharing a mapping own a Mapping each
+
+
+def _schema_1_store(folder: Path) -> None:
+    """A store as schema 1 wrote it: the per-layer list as JSON per evaluation in `mappings`."""
+    folder.mkdir()
+    db = sqlite3.connect(folder / STORE_FILE)
+    db.executescript("""
+        CREATE TABLE evaluations (key TEXT PRIMARY KEY, point_key TEXT NOT NULL, point TEXT NOT NULL,
+            workload TEXT NOT NULL, feasible INTEGER NOT NULL, reason TEXT NOT NULL, metrics TEXT NOT NULL,
+            eval_seconds REAL NOT NULL, finished_at REAL NOT NULL, compiler_version TEXT NOT NULL);
+        CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE mappings (key TEXT PRIMARY KEY, layers TEXT NOT NULL);
+        INSERT INTO meta VALUES ('schema_version', '1');
+        INSERT INTO evaluations VALUES ('old', 'p', '{}', 'zoo:mlp', 1, '', '{"latency_s": 0.001}', 0.01, 0, 'v0');""")
+    db.execute("INSERT INTO mappings VALUES ('old', ?)", (json.dumps(_layers(1)),))
+    db.commit()
+    db.close()
+
+
+def test_a_schema_1_store_is_read_and_takes_new_rows(tmp_path):
+    _schema_1_store(tmp_path / "r")
+    assert dse.layer_mappings(tmp_path / "r", "old") == _expected(_layers(1))
+    with Store(tmp_path / "r") as store:
+        assert store.records(["old"])["old"]["metrics"] == {"latency_s": 0.001}
+        store.put({"key": "new", "point_key": "p", "point": {}, "workload": "zoo:mlp", "feasible": True,
+                   "metrics": {}, "layers": _layers(2)})
+    with Store(tmp_path / "r") as store:
+        assert store.layer_mappings("old") == _expected(_layers(1))
+        assert store.layer_mappings("new") == _expected(_layers(2))
+        assert store.db.execute("SELECT value FROM meta WHERE name = 'schema_version'").fetchone()[0] == \
+            str(SCHEMA_VERSION)
+
+
+def test_a_store_of_a_newer_schema_is_refused_with_what_to_do(tmp_path):
+    with Store(tmp_path) as store:
+        store.db.execute("UPDATE meta SET value = ? WHERE name = 'schema_version'", (str(SCHEMA_VERSION + 1),))
+        store.db.commit()
+    with pytest.raises(StoreError, match=f"store schema {SCHEMA_VERSION + 1}, newer than this dse reads "
+                                         f"\\(schema {SCHEMA_VERSION} and older\\): upgrade accel-dse"):
+        Store(tmp_path)
 
 
 def test_rerun_reuses_everything_and_load_returns_the_store(tmp_path):
@@ -114,6 +189,9 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path):
     as_dict = {r[0]: (r[1], r[2], r[3], r[4], json.loads(r[5])) for r in reference}
     assert {r[0]: (r[1], r[2], r[3], r[4], json.loads(r[5])) for r in killed} == as_dict
     assert clean.computed == TOTAL
+    with Store(tmp_path / "killed") as resumed, Store(tmp_path / "clean") as uninterrupted:  # committed with them
+        assert all(resumed.layer_mappings(r[0]) == uninterrupted.layer_mappings(r[0]) is not None
+                   for r in reference if r[3])
 
 
 def test_ctrl_c_stops_cleanly_keeping_what_finished(tmp_path):

@@ -50,8 +50,13 @@ def random_inputs(program: Program, seed: int = 0) -> dict:
     return out
 
 
-def compile(model, hw=DEFAULT_SPEC) -> Program:  # noqa: A001 - mirrors `dse compile`
-    return compile_model(zoo.resolve(model), load_spec(hw))
+def compile(model, hw=DEFAULT_SPEC, ideal_memory=False) -> Program:  # noqa: A001 - mirrors `dse compile`
+    """The Program of `model` on `hw`; with ideal_memory, for the spec's ideal-memory variant where its
+    target has one (`with_ideal_memory`: the systolic tiler then chooses tiles for compute alone)."""
+    spec = load_spec(hw)
+    if ideal_memory and hasattr(spec, "with_ideal_memory"):
+        spec = spec.with_ideal_memory()
+    return compile_model(zoo.resolve(model), spec)
 
 
 def run(model, hw=DEFAULT_SPEC, inputs=None, timing_only=False, ideal_memory=False,
@@ -60,7 +65,7 @@ def run(model, hw=DEFAULT_SPEC, inputs=None, timing_only=False, ideal_memory=Fal
 
     Without `inputs`, a functional run uses seeded random inputs (see random_inputs).
     """
-    program = compile(model, hw)
+    program = compile(model, hw, ideal_memory)
     if inputs is None and not timing_only:
         inputs = random_inputs(program, seed)
     result = simulate(program, inputs, timing_only=timing_only, ideal_memory=ideal_memory)

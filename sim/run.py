@@ -168,6 +168,7 @@ def simulate(program: Program, inputs: dict | None = None, timing_only: bool = F
             program.verify()
         dram = execute(program, inputs, boundscheck)
         outputs = read_outputs(program, dram, list(program.regions) if all_tensors else None)
+    ideal_memory = ideal_memory or getattr(program.spec, "ideal_memory", False)   # a spec compiled for it
     cycles = sim_targets.of(program.target).instruction_cycles(program, ideal_memory)
     ins = program.instructions
     start, finish = kernels.schedule(ins.engine, cycles, ins.dep_ptr, ins.dep_idx, len(program.engines))

@@ -6,7 +6,8 @@ A target is registered once (`register(Target(...))`) and brings everything targ
          properties `peak_macs_per_cycle` and `figures` (design figures for the explorer's
          table, e.g. PE count) with FIGURE_FIELDS (the fields those come from), and may define
          `validate(where)` for checks across fields; FIGURES defines each figure (unit, the better
-         direction, one line) for the explorer's metrics (dse/space.py METRICS);
+         direction, one line) for the explorer's metrics (dse/space.py METRICS); optionally
+         `with_ideal_memory()` (the spec `--ideal-memory` compiles for) and an `ideal_memory` property;
   lower  (Graph, Spec) -> Program (compiler/program.py), verified, its Layers carrying the mapping;
   sim    its simulator side: a module, or the import path of one, with `instruction_cycles`,
          `level_bytes`, `requant_ops` and `unit_costs` (the contract: sim/targets/__init__.py).

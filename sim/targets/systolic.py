@@ -3,12 +3,15 @@ counts and unit prices.
 
 Timing, cycles of each instruction:
 
-  matmul        SCALE-Sim fold formula (compiler/targets/systolic/cycles.py)
+  matmul        SCALE-Sim fold formula (compiler/targets/systolic/cycles.py), less the fill (and
+                the previous fold's drain) when its stationary tile is still in the PEs: see
+                `resident` below and docs/timing_model.md
   DMA (loads, stores)  dram_latency + max(DRAM bytes / DRAM bytes-per-cycle,
                 on-chip bytes / scratchpad bytes-per-cycle (banks x width))
   vector ops    max(element-ops / lanes, DRAM bytes / DRAM bytes-per-cycle) + latency
-With ideal_memory, every transfer is free and DRAM traffic costs nothing, so the
-total is the compute-only figure peers such as SCALE-Sim report.
+With ideal_memory (or a spec with memory.ideal, whose tiles were also chosen for it), every
+transfer is free and DRAM traffic costs nothing, so the total is the compute-only figure peers
+such as SCALE-Sim report.
 
 Action counts: bytes per level (a matmul reads its A and W tiles and reads and writes its
 accumulator tile, each element the size of what that memory holds; DMA moves its own bytes), and
@@ -36,13 +39,20 @@ import numpy as np
 
 from compiler.program import OPCODE_ID, OPCODE_UNIT, OPERAND, UNIT_ID, Program
 from compiler.spec import DATATYPE_BITS
-from compiler.targets.systolic.cycles import matmul_cycles
+from compiler.targets.systolic.cycles import matmul_cycles, one_fold_deep, resident_saving
 from sim.energy import (PJ, UM2_PER_MM2, UnitCosts, mac_pj, pe_area_um2, sram_area_mm2, sram_pj_per_byte,
                         technology)
 
 COMPONENTS = ("pe_array", "vector_unit", "requantizer")   # where MAC, vector and requantiser energy go
 LEVELS = ("dram", "input_scratchpad", "weight_scratchpad", "accumulator")   # level_bytes' keys: its memories
 MATMUL = OPERAND["matmul"]
+# The operand a dataflow keeps in the PEs, the matmul operands that identify its tile (address,
+# shape, the group's descriptor, its first column), and the load that replaces it
+STATIONARY = {
+    "weight_stationary": ("w", ("w", "tk", "tn", "desc", "n0"), "load_weights"),
+    "input_stationary": ("a", ("a", "tm", "tk", "desc"), "load_im2col"),
+    "output_stationary": ("acc", ("acc", "tm", "tn", "desc", "n0"), "load_bias"),
+}
 # What each energy and area component of this target prices (sim/stats.py adds these to DEFINITIONS)
 DEFINITIONS = {
     "energy_pe_array_j": "J: MACs x (multiply of the wider input/weight type + add of the accumulator type)",
@@ -72,8 +82,13 @@ def instruction_cycles(program: Program, ideal_memory: bool = False) -> np.ndarr
     latency = spec.memory.dram_latency_cycles
 
     mm = ins.opcode == OPCODE_ID["matmul"]
-    cycles[mm] = matmul_cycles(spec.array.dataflow, spec.array.rows, spec.array.cols,
-                               ops[mm, MATMUL.tm], ops[mm, MATMUL.tk], ops[mm, MATMUL.tn], spec.array.macs_per_pe_cycle)
+    arr = spec.array
+    full = matmul_cycles(arr.dataflow, arr.rows, arr.cols, ops[mm, MATMUL.tm], ops[mm, MATMUL.tk],
+                         ops[mm, MATMUL.tn], arr.macs_per_pe_cycle, arr.output_stationary_drain)
+    kept, drain_hidden = resident(program)
+    cycles[mm] = full - np.where(kept, resident_saving(arr.dataflow, arr.rows, arr.cols,
+                                                       arr.output_stationary_drain, drain_hidden), 0)
+    ideal_memory = ideal_memory or spec.memory.ideal
 
     unit = OPCODE_UNIT[ins.opcode]
     dma = (unit == UNIT_ID["dma_load"]) | (unit == UNIT_ID["dma_store"])
@@ -88,6 +103,43 @@ def instruction_cycles(program: Program, ideal_memory: bool = False) -> np.ndarr
         cycles[vec] = np.maximum(np.ceil(ins.work[vec] / spec.vector.lanes),
                                  np.ceil(ins.dram_bytes[vec] / dram_bpc)) + latency
     return np.maximum(cycles, 1)
+
+
+def resident(program: Program) -> tuple:
+    """(kept, drain_hidden), bool per matmul in program order. kept: the previous matmul on the
+    array used the same stationary tile (same operand address, tile shape, descriptor and first
+    column, and no load replaced the tile in between) and the tile is one fold deep in K
+    (cycles.one_fold_deep). drain_hidden: kept, and its outputs need not wait for the previous
+    matmul's to drain: they go to another accumulator address, or continue the same tile with no
+    bias load in between (output-stationary over K). A fresh tile in the previous matmul's
+    accumulator slot (single buffering) waits for that slot's store: only the fill is saved."""
+    ins, arr = program.instructions, program.spec.array
+    operand, identity, load = STATIONARY[arr.dataflow]
+    rows = np.flatnonzero(ins.opcode == OPCODE_ID["matmul"])
+    ops = ins.operands[rows]
+    same = np.zeros(len(rows), bool)
+    same[1:] = (ins.engine[rows[1:]] == ins.engine[rows[:-1]]) & np.all(
+        [ops[1:, getattr(MATMUL, f)] == ops[:-1, getattr(MATMUL, f)] for f in identity], axis=0)
+    same &= one_fold_deep(arr.dataflow, arr.rows, ops[:, MATMUL.tk], arr.macs_per_pe_cycle)
+    # a load between two matmuls into the stationary operand's (or the accumulator's) address
+    replaced, new_acc = (_loaded_between(ins, rows, op, ops[:, getattr(MATMUL, col)])
+                         for op, col in ((load, operand), ("load_bias", "acc")))
+    kept = same & ~replaced
+    other_acc = np.ones(len(rows), bool)
+    other_acc[1:] = ops[1:, MATMUL.acc] != ops[:-1, MATMUL.acc]
+    return kept, kept & (other_acc | ~new_acc)
+
+
+def _loaded_between(ins, rows: np.ndarray, opcode: str, address: np.ndarray) -> np.ndarray:
+    """Per matmul (rows: their indices), whether an `opcode` row since the previous matmul wrote
+    `address` (that matmul's operand address) in its dst."""
+    loads = np.flatnonzero(ins.opcode == OPCODE_ID[opcode])
+    nxt = np.searchsorted(rows, loads)             # the matmul each load precedes
+    inside = nxt < len(rows)
+    loads, nxt = loads[inside], nxt[inside]
+    hit = np.zeros(len(rows), bool)
+    hit[nxt[ins.operands[loads, OPERAND[opcode].dst] == address[nxt]]] = True
+    return hit
 
 
 def level_bytes(program: Program) -> dict:

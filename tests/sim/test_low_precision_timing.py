@@ -69,7 +69,7 @@ def test_resnet50_bf16_dram_bytes_and_tiles(resnet):
             same += 1
             sel32, sel16 = rows32 & np.isin(ins32.opcode, moved), rows16 & np.isin(ins16.opcode, moved)
             assert ins16.dram_bytes[sel16].sum() * 2 == ins32.dram_bytes[sel32].sum(), name
-    assert same >= 3
+    assert same >= 1      # bf16 mostly takes larger tiles; test_same_tiling_moves_half_the_bytes forces equal ones
     # the scratchpads hold twice the elements: every bf16 tile fits in 2-byte elements, and
     # some layers take a tile an fp32 spec could not hold
     budget = 32 * 1024

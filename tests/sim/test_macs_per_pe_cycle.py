@@ -21,8 +21,10 @@ def _with(spec, **array):
 def test_fold_formula_with_packed_reduction_by_hand():
     # WS on 32x32: K=300 over p=4 -> 75 rows of reduction -> 3 row folds x 2 col folds (N=40), T = M = 100
     assert matmul_cycles("weight_stationary", 32, 32, 100, 300, 40, 4) == 3 * 2 * (2 * 32 + 32 + 100 - 2)
-    # OS: K is temporal: T = ceil(300 / 4) = 75; folds over M=100 (4) and N=40 (2)
-    assert matmul_cycles("output_stationary", 32, 32, 100, 300, 40, 4) == 4 * 2 * (2 * 32 + 32 + 75 - 2)
+    # OS: K is temporal: T = ceil(300 / 4) = 75; folds over M=100 (4) and N=40 (2), outputs shifted
+    # out under the next fold's skew (SCALE-Sim v3; "separate": the array stops R cycles for them)
+    assert matmul_cycles("output_stationary", 32, 32, 100, 300, 40, 4) == 4 * 2 * (32 + 32 + 75 - 2)
+    assert matmul_cycles("output_stationary", 32, 32, 100, 300, 40, 4, "separate") == 4 * 2 * (2 * 32 + 32 + 75 - 2)
     assert matmul_cycles("weight_stationary", 32, 32, 100, 300, 40) == 10 * 2 * (2 * 32 + 32 + 100 - 2)
 
 

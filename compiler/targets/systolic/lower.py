@@ -46,7 +46,9 @@ def budget_of(spec: SystolicSpec) -> Budget:
                   acc_bytes=int(mem.accumulator_kib * 1024), dram_bytes_per_cycle=spec.dram_bytes_per_cycle,
                   dram_latency=mem.dram_latency_cycles, double_buffer=mem.double_buffer,
                   input_elem_bytes=ELEMENT_BYTES[dt.input], weight_elem_bytes=ELEMENT_BYTES[dt.weight],
-                  acc_elem_bytes=ELEMENT_BYTES[dt.accumulator], macs_per_pe_cycle=spec.array.macs_per_pe_cycle)
+                  acc_elem_bytes=ELEMENT_BYTES[dt.accumulator], macs_per_pe_cycle=spec.array.macs_per_pe_cycle,
+                  scratchpad_bytes_per_cycle=mem.scratchpad_banks * mem.scratchpad_bytes_per_cycle,
+                  ideal_memory=mem.ideal, output_drain=spec.array.output_stationary_drain)
 
 
 
@@ -104,7 +106,9 @@ def _lower_gemm_layer(graph, node, plan, builder, budget, dt, ready, index) -> M
                       layer.weights.offset, layer.bias, ready.get(node.inputs[0], -1), types)
     builder.extend(block)
     ready[node.outputs[0]] = len(builder) - 1     # the layer's last row is its last store
-    extras = {"buffers": tiling.buffers, "est_cycles": tiling.est_cycles}
+    # est_cycles: the tiler's estimate of one group; compute_cycles: the layer's matrix-unit cycles, as simulated
+    extras = {"buffers": tiling.buffers, "est_cycles": tiling.est_cycles,
+              "compute_cycles": tiling.compute_cycles * groups}
     if layer.integer:      # e.g. "uint8 x int8 -> int32 acc -> uint8 (float requantizer)"
         extras["datapath"] = layer.datapath_text
     # tile_loops.py's nest: groups, then output tiles (m_outer: m then n; n_outer: n then m), then k

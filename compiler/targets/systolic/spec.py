@@ -4,10 +4,11 @@ with compiler.spec.spec_field (unit in the name, default, bounds, one-line doc);
 validation are generic (compiler/spec.py)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from compiler.spec import (DRAM_TYPES, INTEGER_TYPES, DatatypeSpec, check_datatypes, check_technology,
                            spec_field)
+from compiler.targets.systolic.cycles import OUTPUT_DRAINS
 
 DATAFLOWS = ("weight_stationary", "output_stationary", "input_stationary")
 
@@ -23,6 +24,13 @@ class ArraySpec:
                                 "narrow multipliers reduces that many consecutive K elements per cycle "
                                 "(TPU v1: full rate for 8x8-bit, half with one 16-bit operand, quarter with two)",
                                 minimum=1)
+    # SCALE-Sim v3 (compute/systolic_compute_os.py) overlaps the shift-out with the next fold's
+    # skew; the ISPASS 2020 paper's eq. 2 (Samajdar et al.) charges R more per fold. Default: the
+    # simulator peers and sweeps are checked against (docs/timing_model.md).
+    output_stationary_drain: str = spec_field(
+        "overlapped", "output-stationary folds: 'overlapped' shifts a fold's outputs out under the next fold's "
+        "input skew (R + C + T - 2 cycles per fold, SCALE-Sim v3); 'separate' stops the array R cycles to shift "
+        "them out (2R + C + T - 2, the ISPASS 2020 paper)", choices=OUTPUT_DRAINS)
 
 
 @dataclass(frozen=True)
@@ -42,6 +50,9 @@ class MemorySpec:
     dram_latency_cycles: int = spec_field(100, "DRAM access latency per DMA transfer (cycles)", minimum=0)
     dram_type: str = spec_field("ddr4", "DRAM family, priced per byte by the technology table", choices=DRAM_TYPES)
     double_buffer: bool = spec_field(True, "split scratchpads in two so loads overlap compute")
+    ideal: bool = spec_field(False, "ideal memory: DMA transfers and DRAM traffic take no cycles, so tiles are "
+                                    "chosen and timed for compute alone (the compute-only figure SCALE-Sim "
+                                    "reports); energy still counts every byte")
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,15 @@ class SystolicSpec:
     @property
     def dram_bytes_per_cycle(self) -> float:
         return self.memory.dram_gbps / self.clock_ghz
+
+    @property
+    def ideal_memory(self) -> bool:
+        """Whether this spec is timed (and tiled) with free data movement (memory.ideal)."""
+        return self.memory.ideal
+
+    def with_ideal_memory(self) -> SystolicSpec:
+        """This spec with memory.ideal set: what `--ideal-memory` compiles for (tiles chosen for compute)."""
+        return replace(self, memory=replace(self.memory, ideal=True))
 
     @property
     def integer_datapath(self) -> bool:

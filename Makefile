@@ -39,6 +39,7 @@ bench: $(TEST_STAMP)
 	$(BIN)/python benchmarks/resnet50_systolic.py
 	$(BIN)/python benchmarks/sweep_speed.py
 	$(BIN)/python benchmarks/validate_simt.py
+	$(BIN)/python benchmarks/validate_cpu.py
 	$(BIN)/python benchmarks/int8_resnet50.py
 
 lock:

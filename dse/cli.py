@@ -84,6 +84,9 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--activation-type", choices=("uint8", "int8"), default="uint8")
     q.add_argument("--weight-type", choices=("int8", "uint8"), default="int8")
     q.add_argument("--seed", type=int, default=0, help="seed of the random calibration inputs")
+    pc = sub.add_parser("probe-cpu", help="write a CPU spec for this machine (cpuinfo, lscpu's caches, a short "
+                                          "clock, latency and bandwidth probe)")
+    pc.add_argument("--out", help="spec file to write (default: print it)")
     return p
 
 
@@ -243,12 +246,23 @@ def cmd_quantize(args) -> None:
     print(quantize.summary(args.model, out, calibration=calibration, **options))
 
 
+def cmd_probe_cpu(args) -> None:
+    from dse.probe_cpu import probe, to_yaml
+    text = to_yaml(probe())
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text)
+        print(f"wrote {args.out}")
+    else:
+        print(text, end="")
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     try:
         commands = {"run": cmd_run, "compile": cmd_compile, "models": cmd_models, "sweep": cmd_sweep,
                     "pareto": cmd_pareto, "report": cmd_report, "export": cmd_export, "quantize": cmd_quantize,
-                    "reprice": cmd_reprice}
+                    "reprice": cmd_reprice, "probe-cpu": cmd_probe_cpu}
         return commands[args.command](args) or 0
     except USER_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)

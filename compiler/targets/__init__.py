@@ -25,7 +25,7 @@ from typing import Callable
 from compiler.errors import SpecError
 
 # name -> module that registers the target when imported
-BUILTIN = {"systolic": "compiler.targets.systolic", "simt": "compiler.targets.simt"}
+BUILTIN = {"systolic": "compiler.targets.systolic", "simt": "compiler.targets.simt", "cpu": "compiler.targets.cpu"}
 DEFAULT_TARGET = "systolic"      # a spec without a `target:` field
 _REGISTRY: dict = {}
 

@@ -56,8 +56,12 @@ def _parser() -> argparse.ArgumentParser:
     pa = sub.add_parser("pareto", help="print the Pareto front of a finished sweep")
     pa.add_argument("folder", help="a sweep's report folder")
     pa.add_argument("--objectives", help="comma-separated metrics (default: the sweep's); name:max to maximise")
-    rp = sub.add_parser("report", help="rebuild a sweep's index.html from its store (no re-simulation)")
-    rp.add_argument("folder", help="a sweep's report folder")
+    rp = sub.add_parser("report", help="rebuild a sweep's index.html from its store (no re-simulation), or "
+                                       "compare several sweeps on one page (--compare)")
+    rp.add_argument("folder", nargs="+", help="a sweep's report folder (two or more with --compare)")
+    rp.add_argument("--compare", action="store_true",
+                    help="one page across the folders' studies (and targets): shared axes, one joint front, one table")
+    rp.add_argument("--out", help="--compare: the folder to write the comparison's index.html into")
     rp.add_argument("--open", action="store_true", help="open the page in the web browser")
     rr = sub.add_parser("reprice", help="price a finished sweep again with another technology table (no "
                                         "re-simulation) into a new report folder")
@@ -206,12 +210,29 @@ def cmd_pareto(args) -> None:
 
 def cmd_report(args) -> None:
     from dse.report_rebuild import rebuild
-    done = rebuild(args.folder)
+    if args.compare or len(args.folder) > 1 or args.out:
+        return _compare(args)
+    done = rebuild(args.folder[0])
     print(f"wrote {done.path} ({done.page_bytes / 1e6:.1f} MB, {done.seconds:.1f} s): {done.points} design points, "
           f"{done.front} on the front (each re-run in timing mode for its drill-down: {done.drilldown_s:.1f} s)")
     if done.missing:
         print(f"note: {done.missing} evaluations of this study are not in the store; the report shows the points "
               "that finished (run the same dse sweep command to finish it)")
+    if args.open:
+        import webbrowser
+        webbrowser.open(done.path.resolve().as_uri())
+
+
+def _compare(args) -> None:
+    """`dse report A B ... --compare --out DIR`."""
+    from dse.report_compare import compare
+    if not args.compare:
+        raise SpecError("dse report: several folders (or --out) need --compare, which writes one page across them")
+    if not args.out:
+        raise SpecError("--compare: name the folder for the comparison with --out DIR")
+    done = compare(args.folder, args.out)
+    print(f"wrote {done.path} ({done.page_bytes / 1e6:.1f} MB, {done.seconds:.1f} s): {done.studies} studies, "
+          f"{done.points} design points, {done.front} on the joint front of latency, energy and area")
     if args.open:
         import webbrowser
         webbrowser.open(done.path.resolve().as_uri())

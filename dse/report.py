@@ -14,17 +14,19 @@ import json
 from pathlib import Path
 
 import pandas as pd
-import plotly.io as pio
-from plotly.offline import get_plotlyjs
 
+from dse.report_convergence import Search
 from dse.report_drilldown import drilldown_section
 from dse.report_fronts import front_figure, latency_figure
-from dse.report_page import STYLE, esc, section, shown, title
+from dse.report_page import document, esc, figure_html, section, shown, title
+from dse.report_sensitivity import sensitivity_section
 from dse.report_table import points_table
 from dse.space import METRICS
 from sim.stats import definitions
 
-PLOT_CONFIG = {"displaylogo": False, "responsive": True}
+NAV = (("overview", "overview"), ("fronts", "fronts"), ("search", "search"), ("sensitivity", "sensitivity"),
+       ("drilldown", "drill-down"), ("latency", "latency vs array size"), ("points", "all points"),
+       ("definitions", "definitions"))   # (section id, link text), in page order
 NO_DRILLDOWN = ("<p>Not built with this page, which was written without simulating anything; "
                 "<code>dse report</code> on this folder adds it (the front designs re-run in timing mode, "
                 "a few ms each).</p>")
@@ -74,7 +76,7 @@ def _banners(points: pd.DataFrame, meta: dict, checks, notes) -> list:
     return [f'<div class="banner {kind}" role="alert">{esc(text)}</div>' for kind, text in out]
 
 
-def _overview(points: pd.DataFrame, evaluations: pd.DataFrame, space, workloads, checks) -> str:
+def _overview(points: pd.DataFrame, evaluations: pd.DataFrame, space, workloads, checks, search) -> str:
     feasible = points[points["feasible"]] if len(points) else points
     base = space.base
     items = [("spec", f"{base.name} (target {getattr(base, 'target', '?')}, technology "
@@ -91,6 +93,8 @@ def _overview(points: pd.DataFrame, evaluations: pd.DataFrame, space, workloads,
         seconds = evaluations["eval_seconds"].sum() if "eval_seconds" in evaluations else float("nan")
         items.append(("evaluations", f"{len(evaluations)} (design point x workload), timing-only simulation, "
                                      f"{seconds:.1f} s of simulation summed over them"))
+    if search is not None:
+        items.append(("hypervolume", f"{search.hypervolume:.4g}, {search.scale.describe()}"))
     if checks is not None and "ok" in checks:
         verdicts = checks["ok"].astype(str).str.lower()
         items.append(("--verify", f"{int((verdicts == 'true').sum())} ok, {int((verdicts == 'false').sum())} "
@@ -122,15 +126,11 @@ def _best_table(feasible: pd.DataFrame, space) -> str:
             + "</tbody></table>")
 
 
-def _figure(fig, div_id: str) -> str:
-    return pio.to_html(fig, full_html=False, include_plotlyjs=False, div_id=div_id, config=PLOT_CONFIG)
-
-
 def _front_plots(points: pd.DataFrame, space, drill: dict) -> list:
     params = list(space.parameters)
     signs = {o.name: o.sign for o in space.objectives}
     pairs = itertools.combinations([o.name for o in space.objectives], 2)
-    return [_figure(front_figure(points, x, y, params, signs, drill, len(signs)), f"front-{i}")
+    return [figure_html(front_figure(points, x, y, params, signs, drill, len(signs)), f"front-{i}")
             for i, (x, y) in enumerate(pairs)]
 
 
@@ -141,7 +141,7 @@ def _latency_plots(evaluations: pd.DataFrame, space) -> list:
     series = [k for k in space.parameters if k not in sources and k in evaluations.columns][:1]
     labels = [w for w in evaluations["workload"].unique() if evaluations.loc[evaluations["workload"] == w,
                                                                              "feasible"].any()]
-    return [_figure(latency_figure(evaluations, w, series), f"latency-{i}") for i, w in enumerate(labels)]
+    return [figure_html(latency_figure(evaluations, w, series), f"latency-{i}") for i, w in enumerate(labels)]
 
 
 # A click on a red diamond (the all-objective front) opens that design's drill-down.
@@ -163,12 +163,12 @@ def write_report(points: pd.DataFrame, evaluations: pd.DataFrame, space, workloa
                                          "<p>No feasible design: nothing to drill into.</p>", {}, 0.0)
     fronts = _front_plots(points, space, drill) if feasible else []
     latency = _latency_plots(evaluations, space)
+    search = Search.of([(f"this study ({space.strategy})", points, evaluations)],
+                       [(o.name, o.sign) for o in space.objectives]) if feasible else None
     name = esc(space.base.name)
-    nav = " · ".join(f'<a href="#{i}">{t}</a>' for i, t in (("overview", "overview"), ("fronts", "fronts"),
-                     ("drilldown", "drill-down"), ("latency", "latency vs array size"), ("points", "all points"),
-                     ("definitions", "definitions")))
+    nav = " · ".join(f'<a href="#{i}">{t}</a>' for i, t in NAV)
     parts = [f"<h1>Sweep report: {name}</h1>", f"<nav>{nav}</nav>", *_banners(points, meta, checks, notes),
-             section("overview", "Overview", _overview(points, evaluations, space, workloads, checks))]
+             section("overview", "Overview", _overview(points, evaluations, space, workloads, checks, search))]
     if fronts:
         parts.append(section("fronts", "Pareto fronts", (
             '<p class="note">Each plot is one pair of objectives. Blue staircase: the 2-D front of that pair (no '
@@ -176,6 +176,11 @@ def write_report(points: pd.DataFrame, evaluations: pd.DataFrame, space, workloa
             "better on every objective), which need not lie on a pair's staircase. Grey: the other feasible "
             "designs; grey crosses: designs measured then ruled out by a constraint. Log axes; latency in ms.</p>"
             '<div class="plots front-plot">' + "".join(fronts) + "</div>")))
+    if search is not None:
+        parts.append(section("search", "Search: hypervolume against evaluations", search.section()))
+    sensitivity = sensitivity_section(points, space) if feasible else ""
+    if sensitivity:
+        parts.append(section("sensitivity", "Sensitivity: which parameter moves which objective", sensitivity))
     parts.append(section("drilldown", "Drill-down: where the time and energy go", drill_html))
     if latency:
         parts.append(section("latency", "Latency vs array size", "".join(latency)))
@@ -184,9 +189,6 @@ def write_report(points: pd.DataFrame, evaluations: pd.DataFrame, space, workloa
     parts.append(section("definitions", "Definitions", "<details><summary>every metric and statistic, with its "
                          "unit</summary><ul>" + "".join(f"<li><b>{esc(k)}</b>: {esc(v)}</li>" for k, v in defs.items())
                          + "</ul></details>"))
-    plotly_js = f"<script>{get_plotlyjs()}</script>" if fronts or latency or drill else ""
-    page = ("<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-            f"<title>dse report: {name}</title><style>{STYLE}</style>{plotly_js}</head><body>"
-            + "\n".join(parts) + (_CLICK if fronts else "") + "</body></html>")
+    page = document(space.base.name, parts, bool(fronts or latency or drill or search), _CLICK if fronts else "")
     path.write_text(page, encoding="utf-8")
     return {"bytes": len(page.encode()), "front": len(drill), "drilldown_s": drill_s}

@@ -1,6 +1,7 @@
 """The report's drill-down into each design on the front of all objectives: per-layer latency
-stacked into compute and stall cycles, energy and area by component, and the per-layer mapping,
-for the design and workload a user picks on the page (or clicks in a front plot).
+stacked into compute and stall cycles, energy and area by component, a roofline of its layers
+(dse/report_roofline.py) and the per-layer mapping, for the design and workload a user picks on the
+page (or clicks in a front plot).
 
 Per-layer figures come from re-running the design in timing mode when the report is built (front
 designs only, a few ms each); energy and area by component from the store's rows (energy_*_j,
@@ -16,6 +17,8 @@ import pandas as pd
 from compiler.errors import UserError
 from compiler.targets import lower
 from dse.report_page import esc, json_block, plain, shown
+from dse.report_roofline import SCRIPT as ROOFLINE_SCRIPT
+from dse.report_roofline import roofs
 from dse.store import point_key
 from dse.workloads import graph_of
 from sim import simulate
@@ -100,6 +103,7 @@ def _run(spec, workload, stored, strings: _Strings) -> dict:
         "layers": {
             "name": [strings(str(layer["name"])) for layer in layers],
             "op": [strings(str(layer["op"])) for layer in layers],
+            "macs": [layer["macs"] for layer in layers],
             "compute": [layer["compute_cycles"] for layer in layers],
             "stall": [layer["stall_cycles"] for layer in layers],
             "util": [_sig(layer["utilisation"], 4) for layer in layers],
@@ -122,6 +126,7 @@ def _design(row: pd.Series, space, workloads, evaluations: pd.DataFrame, strings
         spec = space.spec_of(params)
         if point_key(spec) != row["point_key"]:
             raise UserError("the spec rebuilt from these parameters is not the one evaluated")
+        design["roof"] = roofs(spec)
         for w in workloads:
             stored = rows.loc[w.label] if w.label in rows.index else None
             if isinstance(stored, pd.DataFrame):
@@ -159,9 +164,10 @@ def drilldown_section(points: pd.DataFrame, evaluations: pd.DataFrame, space, wo
             '<p id="drill-summary"></p><div id="drill-layers" style="height:440px"></div>'
             '<div class="plots"><div id="drill-energy" style="height:360px"></div>'
             '<div id="drill-area" style="height:360px"></div></div>'
+            '<div id="drill-roofline" style="height:480px"></div>'
             "<details><summary>per-layer table: cycles, utilisation, DRAM bytes, energy, mapping</summary>"
             '<table id="drill-table"><thead></thead><tbody></tbody></table></details>'
-            + json_block("drill-data", data) + f"<script>{SCRIPT}</script>")
+            + json_block("drill-data", data) + f"<script>{ROOFLINE_SCRIPT}</script><script>{SCRIPT}</script>")
     return html, index, seconds
 
 
@@ -197,6 +203,7 @@ function render(){
      yaxis:{title:{text:'cycles'}},legend:{orientation:'h',y:1.08},margin:{t:80,b:few?140:60}},cfg);
   bars('drill-energy',r.energy_mj,'energy by component (mJ per inference)','mJ');
   bars('drill-area',d.area_mm2,'area by component (mm^2)','mm^2');
+  window.dseRoofline('drill-roofline',d.roof,r,L.name);
   const cols=['#','layer','op','cycles','compute cycles','stall cycles','utilisation','DRAM bytes','energy (uJ)',
     'mapping'];
   const t=document.getElementById('drill-table'), head=document.createElement('tr');

@@ -1,9 +1,10 @@
 """The report page's conventions, shared by its sections: how each metric is shown (one unit
 per metric everywhere: latency in ms, energy in mJ), text escaped for HTML, data embedded in a
-<script type="application/json"> block that no name can break out of, and the stylesheet.
+<script type="application/json"> block that no name can break out of, the stylesheet, and the page
+around the sections (plotly.js inlined once, so the page works offline).
 
-In: metric names (dse.space.METRICS), values, names from models, specs and paths.
-Out: labels, scaled numbers, escaped strings and HTML fragments.
+In: metric names (dse.space.METRICS), values, names from models, specs and paths, plotly figures.
+Out: labels, scaled numbers, escaped strings and HTML fragments, the whole page.
 """
 from __future__ import annotations
 
@@ -11,7 +12,12 @@ import html
 import json
 import math
 
+import plotly.io as pio
+from plotly.offline import get_plotlyjs
+
 from dse.space import METRICS
+
+PLOT_CONFIG = {"displaylogo": False, "responsive": True}
 
 # metric -> (unit shown, factor from the stored unit, what one value is). Latency and energy are
 # small numbers of seconds and joules; every plot, table and hover shows them in ms and mJ.
@@ -20,6 +26,20 @@ DISPLAY = {
     "energy_j": ("mJ", 1e3, "per inference"),
     "edp_j_s": ("mJ*ms", 1e6, "per inference"),
 }
+
+
+def figure_html(fig, div_id: str) -> str:
+    """A plotly figure as a <div> and its drawing script; plotly.js itself comes once, in document()."""
+    return pio.to_html(fig, full_html=False, include_plotlyjs=False, div_id=div_id, config=PLOT_CONFIG)
+
+
+def document(heading: str, parts: list, plots: bool, tail: str = "") -> str:
+    """The whole page: `heading` (text, escaped here) as its title, the parts (HTML), then `tail` (scripts
+    that run once every plot is drawn). plotly.js is inlined only when some part draws with it."""
+    plotly_js = f"<script>{get_plotlyjs()}</script>" if plots else ""
+    return ("<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+            f"<title>dse report: {esc(heading)}</title><style>{STYLE}</style>{plotly_js}</head><body>"
+            + "\n".join(parts) + tail + "</body></html>")
 
 
 def unit(metric: str) -> str:

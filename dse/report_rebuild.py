@@ -107,9 +107,21 @@ def check_study(folder: Path, store: Store, spec_path, space, workloads) -> None
                         "restore it, or run dse sweep again")
 
 
-def rebuild(folder) -> Rebuilt:
-    """Write FOLDER/index.html from FOLDER's store and sweep.json, as the sweep that made them would."""
-    t0 = time.perf_counter()
+@dataclass
+class Study:
+    """One folder's sweep as its store holds it: what dse report and dse report --compare draw."""
+    folder: Path
+    spec_path: str
+    space: object              # dse.space.Space
+    workloads: tuple
+    points: object             # pandas frame: one row per design point (dse.sweeper.points_frame)
+    evaluations: object        # pandas frame: one row per point and workload, in the order they were stored
+    missing: int               # evaluations of the study not in the store (an unfinished sweep)
+
+
+def load(folder) -> Study:
+    """FOLDER's study from its store and sweep.json, simulating nothing; SpecError (one line) when the
+    folder holds no store or no finished sweep, or its spec has changed since."""
     folder = Path(folder)
     spec_path, space, workloads, search = load_study(folder, _sweep_meta(folder))
     with Store(folder) as store:
@@ -118,9 +130,17 @@ def rebuild(folder) -> Rebuilt:
         points, missing = _replay(space, workloads, search, results)
         frame = sweepmod.points_frame(space, points)
         evaluations = store.frame([r["key"] for p in points.values() for r in p.records.values()])
-    notes = [f"{missing} evaluations of this study are not in the store (the sweep did not finish): the report "
-             "shows the points whose results are all there; run the same dse sweep command to finish it"] \
-        if missing else []
-    page = write_report(frame, evaluations, space, workloads, folder / "index.html", notes=notes)
-    return Rebuilt(folder / "index.html", len(frame), page["front"], missing, page["bytes"],
+    return Study(folder, spec_path, space, workloads, frame, evaluations, missing)
+
+
+def rebuild(folder) -> Rebuilt:
+    """Write FOLDER/index.html from FOLDER's store and sweep.json, as the sweep that made them would."""
+    t0 = time.perf_counter()
+    study = load(folder)
+    notes = [f"{study.missing} evaluations of this study are not in the store (the sweep did not finish): the "
+             "report shows the points whose results are all there; run the same dse sweep command to finish it"] \
+        if study.missing else []
+    path = study.folder / "index.html"
+    page = write_report(study.points, study.evaluations, study.space, study.workloads, path, notes=notes)
+    return Rebuilt(path, len(study.points), page["front"], study.missing, page["bytes"],
                    time.perf_counter() - t0, page["drilldown_s"])

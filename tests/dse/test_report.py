@@ -78,7 +78,8 @@ def test_overview_lists_points_reasons_strategy_and_best_designs(swept):
 def test_each_pair_has_its_staircase_and_the_all_objective_front_apart(swept):
     folder, result, page = swept
     assert page.count("\"2-D front of this pair (") == 3 and page.count("\"front of all 3 objectives (") == 3
-    assert page.count('"shape":"hv"') == 3 and '"symbol":"diamond"' in page
+    fronts = page[page.index('<section id="fronts">'):page.index('<section id="search">')]
+    assert fronts.count('"shape":"hv"') == 3 and '"symbol":"diamond"' in fronts
     assert "latency_s in ms per inference" in page and "energy_j in mJ per inference" in page
     pts = result.points
     stairs = pair_front(pts, "latency_s", "area_mm2", {"latency_s": 1.0, "area_mm2": 1.0})
@@ -250,7 +251,7 @@ def test_the_pages_scripts_draw_the_table_and_the_drilldown(swept, tmp_path):
     browser test is issue 18's.)"""
     _, result, page = swept
     scripts = re.findall(r"<script>(.*?)</script>", page, re.S)
-    ours = [s for s in scripts if "dseSelectDesign" in s or "pts-data" in s]
+    ours = [s for s in scripts if "dseSelectDesign" in s or "pts-data" in s or "dseRoofline" in s]
     blocks = dict(re.findall(r'<script type="application/json" id="([^"]+)">(.*?)</script>', page, re.S))
     harness = tmp_path / "run.js"
     harness.write_text(NODE_HARNESS.replace("BLOCKS", json.dumps(blocks)).replace("SCRIPTS", json.dumps(ours)))
@@ -261,6 +262,7 @@ def test_the_pages_scripts_draw_the_table_and_the_drilldown(swept, tmp_path):
     assert report["rows_feasible"] == int(result.points["feasible"].sum())
     assert report["sorted_first"] <= report["sorted_last"]
     assert report["plots"]["drill-layers"] == 2 and report["plots"]["drill-energy"] == 1
+    assert report["plots"]["drill-roofline"] == 3      # two roofs and the layers
     assert report["layer_rows"] >= 2
 
 

@@ -22,7 +22,18 @@ IR ops (inputs -> attrs) on float32 tensors:
   transpose  (x) perm
   reshape    (x)   same elements, new shape (a view; no data moves)
   identity   (x)
+  erf tanh sigmoid exp log sqrt reciprocal neg abs hard_swish (x)   elementwise (ONNX's ops of those names)
+  gelu       (x) approximate ("none": x/2 (1 + erf(x / sqrt 2)); "tanh": its tanh approximation)
+  hard_sigmoid (x) alpha beta               max(0, min(1, alpha x + beta))
+  clip       (x) min max                    min(max(x, min), max) (floats)
+  pow min max (a, b)   NumPy broadcasting
+  reduce_mean reduce_sum reduce_max (x) axes keepdims   over `axes` (sorted, non-negative, not empty)
+  layer_norm (x, scale[D], bias[D]?) axis epsilon   LayerNormalization over the D = prod(shape[axis:])
+             trailing elements: (x - mean) / sqrt(var + epsilon) * scale + bias (var: mean square deviation)
+  cast       (x fp32) -> y fp32 to ("fp16" or "bf16"): y = x rounded to that type (ONNX Cast between float
+             types; the tensor stays float32 in the IR, so the ops after it compute in fp32)
 `activation` is "none" or "relu" (a fused activation applied on the way out).
+docs/ops.md lists the ONNX ops that become each IR op and the precision of each against onnxruntime.
 
 Quantised tensors (docs/int8_datapath.md is the arithmetic; section numbers below):
 dtype "uint8"/"int8" tensors hold codes and carry `Quant` (float32 scale, zero point,
@@ -84,7 +95,12 @@ IR_OPS = {
     "lrn": (1, 1), "softmax": (1, 2), "concat": (1, None), "transpose": (1, 1),
     "reshape": (1, 1), "identity": (1, 1), "quantize": (1, 1), "dequantize": (1, 1),
     "lookup": (2, 2), "dynamic_quantize": (1, 1), "cast": (1, 1),
+    **{op: (1, 1) for op in ("erf", "tanh", "sigmoid", "exp", "log", "sqrt", "reciprocal", "neg", "abs", "gelu",
+                             "hard_sigmoid", "hard_swish", "clip", "reduce_mean", "reduce_sum", "reduce_max")},
+    "pow": (2, 2), "min": (2, 2), "max": (2, 2), "layer_norm": (2, 3),
 }
+REDUCTIONS = ("reduce_mean", "reduce_sum", "reduce_max")
+FLOAT_CASTS = ("fp16", "bf16")      # the `to` of a cast between float types
 # op -> number of outputs (every op not listed has one)
 IR_OUTPUTS = {"dynamic_quantize": 3}
 # IR dtype -> NumPy dtype of its values
@@ -336,9 +352,13 @@ def _check_node_types(graph: Graph, node: Node, where: str) -> None:
                  "fp32[] scale, int32[] zero point)")
         return
     if node.op == "cast":
-        if ins[0].dtype != "int32" or out.dtype != "fp32" or out.shape != ins[0].shape:
-            fail("cast maps an int32 tensor to float32 of the same shape")
+        source = "fp32" if node.attrs.get("to") in FLOAT_CASTS else "int32"
+        if ins[0].dtype != source or out.dtype != "fp32" or out.shape != ins[0].shape:
+            fail(f"cast maps an int32 tensor to float32 of the same shape, or (to {' or '.join(FLOAT_CASTS)}) "
+                 "a float32 one")
         return
+    if node.op in REDUCTIONS or node.op == "layer_norm":
+        _check_shape_attrs(graph, node, ins, out, fail)
     if all(t.dtype == "fp32" for t in ins + [out]):
         if node.op in ("quantize", "dequantize", "lookup") or (node.op == "softmax" and len(ins) > 1):
             fail(f"{node.op} needs 8-bit codes")
@@ -371,6 +391,28 @@ def _check_node_types(graph: Graph, node: Node, where: str) -> None:
         _check_table(graph, node.inputs[1], out.dtype, fail)
     else:
         fail(f"{node.op} takes float32 only")
+
+
+def _check_shape_attrs(graph: Graph, node: Node, ins, out, fail) -> None:
+    """A reduction's axes and keepdims fit its input and output shapes; a layer_norm's axis, scale and bias
+    (constants of the D normalised elements) fit its input."""
+    shape = ins[0].shape
+    if node.op == "layer_norm":
+        axis, size = node.attrs.get("axis", -1), 0
+        if isinstance(axis, int) and 0 <= axis < len(shape):
+            size = math.prod(shape[axis:])
+        if size == 0 or out.shape != shape or any(t.shape != (size,) for t in ins[1:]) or \
+                any(name not in graph.constants for name in node.inputs[1:]):
+            fail(f"layer_norm takes axis in 0..{len(shape) - 1} (axis={axis}) and constant scale and bias of "
+                 f"the {size} elements it normalises, and keeps x's shape")
+        return
+    axes, keep = tuple(node.attrs.get("axes", ())), node.attrs.get("keepdims")
+    kept = tuple(1 if i in axes else d for i, d in enumerate(shape)) if keep else \
+        tuple(d for i, d in enumerate(shape) if i not in axes)
+    if not axes or list(axes) != sorted(set(axes)) or axes[0] < 0 or axes[-1] >= len(shape) or keep not in (0, 1) \
+            or out.shape != kept:
+        fail(f"{node.op} takes sorted distinct axes of x (axes={list(axes)}), keepdims 0 or 1, and an output of "
+             f"the kept shape {list(kept)}")
 
 
 def _is_dynamic(t: TensorType) -> bool:

@@ -83,6 +83,12 @@ OPCODES = {
     "vec_dequantize": ("vector", ("desc", "src_dtype", "dst_dtype")),
     "vec_lookup": ("vector", ("desc", "src_dtype", "dst_dtype")),
     "vec_dynamic_quantize": ("vector", ("desc", "src_dtype", "dst_dtype")),
+    # y = f(x) elementwise, f one of UNARY_OPS (desc.op)
+    "vec_unary": ("vector", ("desc", "src_dtype", "dst_dtype")),
+    # a sum, mean or max (REDUCE_OPS) over some axes of a strided block
+    "vec_reduce": ("vector", ("desc", "src_dtype", "dst_dtype")),
+    # LayerNormalization of each row of n elements, per-element scale and (bias >= 0) bias
+    "vec_layernorm": ("vector", ("desc", "src_dtype", "scale_dtype", "bias_dtype", "dst_dtype")),
 }
 OPCODE_ID = {name: i for i, name in enumerate(OPCODES)}
 OPCODE_NAMES = tuple(OPCODES)
@@ -137,7 +143,13 @@ CONV_FIELDS = ("x", "n", "c", "h", "w", "kh", "kw", "sh", "sw", "pt", "pl", "dh"
 # right shift per channel (`scale` then addresses int32 [multiplier, shift] pairs)
 REQUANT_ID = {"float": 0, "codes": 1, "int32": 2, "scaled": 3, "fixed_point": 4}
 ACTIVATION_ID = {"none": 0, "relu": 1}
-BINARY_OPS = {"add": 0, "sub": 1, "mul": 2, "div": 3}
+BINARY_OPS = {"add": 0, "sub": 1, "mul": 2, "div": 3, "pow": 4, "min": 5, "max": 6}
+# vec_unary's functions (desc.op; sim/reference.py defines each, docs/ops.md states their precision);
+# round_fp16/round_bf16: the value rounded to that type (a Cast between float types)
+UNARY_OPS = {"erf": 0, "tanh": 1, "sigmoid": 2, "exp": 3, "log": 4, "sqrt": 5, "reciprocal": 6, "neg": 7,
+             "abs": 8, "gelu": 9, "gelu_tanh": 10, "hard_sigmoid": 11, "hard_swish": 12, "clip": 13,
+             "round_fp16": 14, "round_bf16": 15}
+REDUCE_OPS = {"sum": 0, "mean": 1, "max": 2}
 MAX_RANK = 6
 
 
@@ -166,16 +178,22 @@ DESC_FIELDS = {
     "vec_quantize": _QUANTIZE, "vec_dequantize": _QUANTIZE,
     "vec_lookup": _fields("src dst n table"),
     "vec_dynamic_quantize": _fields("src dst n scale zero_point"),
+    "vec_unary": _fields("src dst n op"),
+    "vec_reduce": _fields("src dst op shape[6] stride[6] rshape[6] rstride[6]"),
+    "vec_layernorm": _fields("src scale bias dst rows n"),
 }
 # Descriptor float fields per opcode (the others have none). vec_binary on 8-bit codes: add's
 # F(scale / y_scale) of each input, mul's F(a_scale * b_scale) / y_scale; vec_avgpool on codes: the
 # input's and output's scales and x_scale / (y_scale * window) of a global pool; vec_softmax on
-# codes: floor(F(1 / y_scale)).
+# codes: floor(F(1 / y_scale)); vec_unary: hard_sigmoid's alpha and beta, clip's min (alpha) and max (beta);
+# vec_layernorm: its epsilon.
 DESC_FLOAT_FIELDS = {
     "vec_binary": _fields("a_ratio b_ratio product_ratio"),
     "vec_avgpool": _fields("x_scale y_scale global_scale"),
     "vec_lrn": _fields("alpha beta bias"),
     "vec_softmax": _fields("inv_y_scale"),
+    "vec_unary": _fields("alpha beta"),
+    "vec_layernorm": _fields("epsilon"),
 }
 
 
@@ -197,6 +215,7 @@ CONV = DESC["matmul"]      # the conv/GEMM descriptor that load_im2col, matmul a
 LAYOUT = int.from_bytes(hashlib.sha256(repr((
     UNITS, OPCODES, {op: tuple(m._asdict().items()) for op, m in ADDRESS_MEMORY.items()}, DESC_FIELDS,
     DESC_FLOAT_FIELDS, DATATYPES, REQUANT_ID, ACTIVATION_ID, BINARY_OPS, N_OPERANDS, DESC_INTS, DESC_FLOATS,
+    UNARY_OPS, REDUCE_OPS,
 )).encode()).digest()[:7], "little")
 
 

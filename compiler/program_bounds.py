@@ -29,8 +29,19 @@ def _span(d, stride: str):
     return np.where(np.all(np.array(shape) > 0, axis=0), span, 0)
 
 
-def _volume(d):
-    return math.prod(getattr(d, f"shape{i}") for i in range(MAX_RANK))
+def _volume(d, stem: str = "shape"):
+    return math.prod(getattr(d, f"{stem}{i}") for i in range(MAX_RANK))
+
+
+def _reduced_span(d):
+    """Elements a vec_reduce's source spans: its kept axes (shape, stride) and reduced axes (rshape,
+    rstride) together (0 when an axis is empty; -1, refused, when a stride is negative)."""
+    axes = [(getattr(d, f"{s}{i}"), getattr(d, f"{t}{i}"))
+            for s, t in (("shape", "stride"), ("rshape", "rstride")) for i in range(MAX_RANK)]
+    span = 1 + sum((n - 1) * stride for n, stride in axes)
+    empty = np.any(np.array([n for n, _ in axes]) <= 0, axis=0)
+    backwards = np.any(np.array([stride for _, stride in axes]) < 0, axis=0)
+    return np.where(empty, 0, np.where(backwards, -1, span))
 
 
 def _codes(code):
@@ -100,6 +111,14 @@ ACCESSES = {
                              ("desc.dst", lambda o, d: d.n, "dst_dtype"),
                              ("desc.scale", lambda o, d: 1, "fp32"),
                              ("desc.zero_point", lambda o, d: 1, "int32")),
+    "vec_unary": (("desc.src", lambda o, d: d.n, "src_dtype"),
+                  ("desc.dst", lambda o, d: d.n, "dst_dtype")),
+    "vec_reduce": (("desc.src", lambda o, d: _reduced_span(d), "src_dtype"),
+                   ("desc.dst", lambda o, d: _volume(d), "dst_dtype")),
+    "vec_layernorm": (("desc.src", lambda o, d: d.rows * d.n, "src_dtype"),
+                      ("desc.scale", lambda o, d: d.n, "scale_dtype"),
+                      ("desc.bias", lambda o, d: np.where(d.bias >= 0, d.n, 0), "bias_dtype"),
+                      ("desc.dst", lambda o, d: d.rows * d.n, "dst_dtype")),
 }
 ACCESSES["gemm_tile"] += ACCESSES["store_tile"][2:]      # the requantisation scales
 ACCESSES["vec_avgpool"] = ACCESSES["vec_maxpool"]

@@ -26,6 +26,14 @@ The defined datapath (DESIGN principle 4):
     stored tile is rounded once, from fp32 to the output type.
   * Vector unit: reads its operands as fp32, computes exactly as the fp32
     datapath does, and rounds each result once to the destination type.
+    Arithmetic is fp32, each operation rounded (no FMA); sums run in a
+    declared order (a reduction's elements in row-major order, from +0). A
+    transcendental function (exp, log, erf, tanh, pow, and Gelu/sigmoid built
+    on them) is evaluated in float64 by the C library and rounded once to
+    fp32: within one fp32 ulp of the exact value, equal to the correctly
+    rounded one unless the exact value lies within ~2^-52 (relative) of a
+    midpoint between two fp32 values. docs/ops.md states each op's precision
+    against onnxruntime.
 sim/reference.py defines the same in NumPy.
 
 The integer datapath (docs/int8_datapath.md, onnxruntime's arithmetic; checked bit for
@@ -57,14 +65,22 @@ from numba.extending import intrinsic
 
 from compiler import numba_cache
 from compiler.program import (ACTIVATION_ID, ADDRESS_MEMORY, BINARY_OPS, CONV, DESC, DESC_FLOAT, DTYPE_CODE, LAYOUT,
-                              OPCODE, OPCODES, OPERAND, REQUANT_ID)
+                              OPCODE, OPCODES, OPERAND, REDUCE_OPS, REQUANT_ID, UNARY_OPS)
 
 # Constants from compiler/program.py's tables, by name (Numba compiles module globals in as constants)
 FP32, FP16, BF16, INT8, UINT8, INT32 = (DTYPE_CODE[t] for t in ("fp32", "fp16", "bf16", "int8", "uint8", "int32"))
 REQ_FLOAT, REQ_CODES, REQ_INT32, REQ_SCALED, REQ_FIXED = (
     REQUANT_ID[r] for r in ("float", "codes", "int32", "scaled", "fixed_point"))
 ACT_RELU = ACTIVATION_ID["relu"]
-ADD, SUB, MUL = BINARY_OPS["add"], BINARY_OPS["sub"], BINARY_OPS["mul"]
+ADD, SUB, MUL, DIV = BINARY_OPS["add"], BINARY_OPS["sub"], BINARY_OPS["mul"], BINARY_OPS["div"]
+POW, MIN, MAX = BINARY_OPS["pow"], BINARY_OPS["min"], BINARY_OPS["max"]
+(U_ERF, U_TANH, U_SIGMOID, U_EXP, U_LOG, U_SQRT, U_RECIPROCAL, U_NEG, U_ABS, U_GELU, U_GELU_TANH, U_HARD_SIGMOID,
+ U_HARD_SWISH, U_CLIP, U_ROUND_FP16, U_ROUND_BF16) = (UNARY_OPS[f] for f in (
+    "erf", "tanh", "sigmoid", "exp", "log", "sqrt", "reciprocal", "neg", "abs", "gelu", "gelu_tanh", "hard_sigmoid",
+    "hard_swish", "clip", "round_fp16", "round_bf16"))
+R_SUM, R_MEAN, R_MAX = REDUCE_OPS["sum"], REDUCE_OPS["mean"], REDUCE_OPS["max"]
+SQRT_HALF = math.sqrt(0.5)                     # Gelu: erf(x / sqrt(2)), as x * sqrt(1/2)
+SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)      # Gelu's tanh approximation
 N_OPCODES = len(OPCODES)
 # operand columns per opcode
 IM2COL, WEIGHTS, BIAS = OPERAND["load_im2col"], OPERAND["load_weights"], OPERAND["load_bias"]
@@ -83,12 +99,15 @@ RELU, BINARY, BINARY_F, AFFINE = DESC["vec_relu"], DESC["vec_binary"], DESC_FLOA
 POOL, POOL_F, LRN, LRN_F = DESC["vec_avgpool"], DESC_FLOAT["vec_avgpool"], DESC["vec_lrn"], DESC_FLOAT["vec_lrn"]
 SOFTMAX, SOFTMAX_F, COPY = DESC["vec_softmax"], DESC_FLOAT["vec_softmax"], DESC["vec_copy"]
 QUANTIZE, LOOKUP, DYNAMIC_QUANTIZE = DESC["vec_quantize"], DESC["vec_lookup"], DESC["vec_dynamic_quantize"]
+UNARY, UNARY_F, REDUCE = DESC["vec_unary"], DESC_FLOAT["vec_unary"], DESC["vec_reduce"]
+LAYERNORM, LAYERNORM_F = DESC["vec_layernorm"], DESC_FLOAT["vec_layernorm"]
 # vector opcodes: operand columns
 V_RELU, V_BINARY, V_AFFINE = OPERAND["vec_relu"], OPERAND["vec_binary"], OPERAND["vec_affine"]
 V_MAXPOOL, V_AVGPOOL, V_LRN = OPERAND["vec_maxpool"], OPERAND["vec_avgpool"], OPERAND["vec_lrn"]
 V_SOFTMAX, V_COPY, V_LOOKUP = OPERAND["vec_softmax"], OPERAND["vec_copy"], OPERAND["vec_lookup"]
 V_QUANTIZE, V_DEQUANTIZE = OPERAND["vec_quantize"], OPERAND["vec_dequantize"]
 V_DYNAMIC_QUANTIZE = OPERAND["vec_dynamic_quantize"]
+V_UNARY, V_REDUCE, V_LAYERNORM = OPERAND["vec_unary"], OPERAND["vec_reduce"], OPERAND["vec_layernorm"]
 # the memory every vector-unit descriptor addresses (one for all: a static index; unpacking fails otherwise)
 (VECTOR_MEMORY,) = {ADDRESS_MEMORY[op].desc for op, (unit, _) in OPCODES.items() if unit == "vector"}
 GEMM_TILE, GEMM_TILE_MEMORY = OPERAND["gemm_tile"], ADDRESS_MEMORY["gemm_tile"].desc
@@ -476,7 +495,7 @@ def _row_starts(g, a, b, row):
     return ia, ib
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")   # IEEE division: x / 0 is Inf or NaN, as in ONNX
 def binary(m, g, a_code, b_code, d_code):
     mf, mu, mb, ms = m
     a, b, o = g[BINARY.a] // _size(a_code), g[BINARY.b] // _size(b_code), g[BINARY.dst] // _size(d_code)
@@ -498,9 +517,24 @@ def binary(m, g, a_code, b_code, d_code):
                 _st(mf, mu, o, d_code, x - y)
             elif op == MUL:
                 _st(mf, mu, o, d_code, x * y)
-            else:
+            elif op == DIV:
                 _st(mf, mu, o, d_code, x / y)
+            else:
+                _st(mf, mu, o, d_code, _binary_math(op, x, y))
             o += 1
+
+
+@njit(cache=True)
+def _binary_math(op, x, y):
+    """Pow (the C library's float64 pow of the fp32 operands, C99's special cases, rounded once to fp32),
+    Min and Max (NaN if either operand is NaN; on equal operands, the first, as onnxruntime)."""
+    if op == POW:
+        return np.float32(math.pow(np.float64(x), np.float64(y)))
+    if x != x or y != y:
+        return x + y
+    if op == MIN:
+        return y if y < x else x
+    return y if y > x else x
 
 
 @njit(cache=True)
@@ -770,6 +804,124 @@ def dynamic_quantize(m, g):
         mb[dst + i] = np.uint8(np.int64(np.rint(v)) + zp)
 
 
+@njit(cache=True, error_model="numpy")   # IEEE division: x / 0 is Inf or NaN, as in ONNX
+def _unary_value(op, x, alpha, beta):
+    """One vec_unary function (UNARY_OPS) of the fp32 value x, as fp32. Arithmetic in fp32, each
+    operation rounded (no FMA); the transcendental ones evaluated in float64 by the C library (Numba's
+    math functions call libm, as Python's math module does) and rounded once to fp32, so within
+    an ulp of the correctly rounded value. alpha, beta: hard_sigmoid's, or clip's min and max (fp32)."""
+    v = np.float64(x)
+    if op == U_ERF:
+        return np.float32(math.erf(v))
+    if op == U_TANH:
+        return np.float32(math.tanh(v))
+    if op == U_SIGMOID:
+        return np.float32(1.0 / (1.0 + math.exp(-v)))
+    if op == U_EXP:
+        return np.float32(math.exp(v))
+    if op == U_LOG:
+        return np.float32(math.log(v))
+    if op == U_SQRT:                            # correctly rounded: a double sqrt rounded to fp32 is
+        return np.float32(math.sqrt(v))         # (53 >= 2 x 24 + 2 bits)
+    if op == U_RECIPROCAL:
+        return np.float32(1.0) / x
+    if op == U_NEG:
+        return -x
+    if op == U_ABS:
+        return abs(x)
+    if op == U_GELU:                            # x/2 (1 + erf(x/sqrt 2)) = x/2 erfc(-x/sqrt 2): no cancellation
+        return np.float32(0.5 * v * math.erfc(-v * SQRT_HALF))
+    if op == U_GELU_TANH:                       # x/2 (1 + tanh u) = x / (1 + exp(-2u))
+        u = SQRT_2_OVER_PI * (v + 0.044715 * v * v * v)
+        return np.float32(v / (1.0 + math.exp(-2.0 * u)))
+    if op == U_HARD_SIGMOID or op == U_HARD_SWISH:
+        t = np.float32(np.float32(alpha) * x) + np.float32(beta)
+        t = np.float32(0.0) if t < 0 else (np.float32(1.0) if t > 1 else t)    # NaN stays NaN
+        return t if op == U_HARD_SIGMOID else x * t
+    if op == U_CLIP:
+        t = np.float32(alpha) if x < np.float32(alpha) else x                   # NaN stays NaN
+        return np.float32(beta) if t > np.float32(beta) else t
+    if op == U_ROUND_FP16:
+        return fp16_to_f32(f32_to_fp16(x))
+    return bf16_to_f32(f32_to_bf16(x))
+
+
+@njit(cache=True, error_model="numpy")   # IEEE division: x / 0 is Inf or NaN, as in ONNX
+def unary(m, g, fl, s_code, d_code):
+    """vec_unary: y = f(x) elementwise (_unary_value), rounded once to the destination type."""
+    mf, mu, mb, ms = m
+    src, dst, op = g[UNARY.src] // _size(s_code), g[UNARY.dst] // _size(d_code), g[UNARY.op]
+    alpha, beta = fl[UNARY_F.alpha], fl[UNARY_F.beta]
+    for j in range(g[UNARY.n]):
+        _st(mf, mu, dst + j, d_code, _unary_value(op, _ld(mf, mu, src + j, s_code), alpha, beta))
+
+
+@njit(cache=True)
+def reduce(m, g, s_code, d_code):
+    """vec_reduce: each output (the kept axes shape0..5, row-major; source strides stride0..5) is the
+    sum, mean or max of its rshape0..5 block (source strides rstride0..5), read in row-major order:
+    the sum in fp32 from +0, one element at a time; the mean that sum / F(count); the max NaN if any
+    element is NaN."""
+    mf, mu, mb, ms = m
+    src, dst, op = g[REDUCE.src] // _size(s_code), g[REDUCE.dst] // _size(d_code), g[REDUCE.op]
+    r0, r1, r2, r3, r4, r5 = (g[REDUCE.rshape0], g[REDUCE.rshape1], g[REDUCE.rshape2], g[REDUCE.rshape3],
+                              g[REDUCE.rshape4], g[REDUCE.rshape5])
+    t0, t1, t2, t3, t4, t5 = (g[REDUCE.rstride0], g[REDUCE.rstride1], g[REDUCE.rstride2], g[REDUCE.rstride3],
+                              g[REDUCE.rstride4], g[REDUCE.rstride5])
+    count = np.float32(r0 * r1 * r2 * r3 * r4 * r5)
+    outputs = 1
+    for axis in range(6):
+        outputs *= g[REDUCE.shape0 + axis]
+    for o in range(outputs):
+        base, rest = src, o
+        for axis in range(5, -1, -1):
+            base += (rest % g[REDUCE.shape0 + axis]) * g[REDUCE.stride0 + axis]
+            rest //= g[REDUCE.shape0 + axis]
+        acc = np.float32(-np.inf) if op == R_MAX else np.float32(0.0)
+        for i0 in range(r0):
+            for i1 in range(r1):
+                for i2 in range(r2):
+                    for i3 in range(r3):
+                        for i4 in range(r4):
+                            at = base + i0 * t0 + i1 * t1 + i2 * t2 + i3 * t3 + i4 * t4
+                            for i5 in range(r5):
+                                v = _ld(mf, mu, at + i5 * t5, s_code)
+                                if op != R_MAX:
+                                    acc += v
+                                elif acc == acc and (v > acc or v != v):    # a NaN, once met, stays
+                                    acc = v
+        _st(mf, mu, dst + o, d_code, acc / count if op == R_MEAN else acc)
+
+
+@njit(cache=True, error_model="numpy")   # IEEE division: x / 0 is Inf or NaN, as in ONNX
+def layernorm(m, g, fl, s_code, c_code, b_code, d_code):
+    """vec_layernorm (LayerNormalization over rows of n elements; the ONNX function's arithmetic, in
+    fp32 with each operation rounded): mean = (sum of x) / F(n); var = (sum of (x - mean)^2) / F(n),
+    each sum from +0 in row order; std = sqrt(var + epsilon); y = (x - mean) / std * scale + bias
+    (no bias where desc.bias < 0), rounded once to the destination type."""
+    mf, mu, mb, ms = m
+    src, dst, n = g[LAYERNORM.src] // _size(s_code), g[LAYERNORM.dst] // _size(d_code), g[LAYERNORM.n]
+    scale, bias = g[LAYERNORM.scale] // _size(c_code), g[LAYERNORM.bias]
+    bias = bias // _size(b_code) if bias >= 0 else -1
+    epsilon, count = np.float32(fl[LAYERNORM_F.epsilon]), np.float32(n)
+    for r in range(g[LAYERNORM.rows]):
+        x = src + r * n
+        total = np.float32(0.0)
+        for h in range(n):
+            total += _ld(mf, mu, x + h, s_code)
+        mean = total / count
+        total = np.float32(0.0)
+        for h in range(n):
+            d = _ld(mf, mu, x + h, s_code) - mean
+            total += d * d
+        std = np.float32(math.sqrt(np.float64(total / count + epsilon)))
+        for h in range(n):
+            y = (_ld(mf, mu, x + h, s_code) - mean) / std * _ld(mf, mu, scale + h, c_code)
+            if bias >= 0:
+                y += _ld(mf, mu, bias + h, b_code)
+            _st(mf, mu, dst + r * n + h, d_code, y)
+
+
 @njit(cache=True)
 def _scratch(nbytes):
     """A zeroed byte buffer of at least `nbytes` (whole words) as a memory: its four typed views."""
@@ -926,6 +1078,13 @@ def _vector(op, a, desc_int, desc_float, m):
         quantize(m, g, is_quantize, s_code, d_code)
     elif op == OPCODE.vec_dynamic_quantize:
         dynamic_quantize(m, desc_int[a[V_DYNAMIC_QUANTIZE.desc]])
+    elif op == OPCODE.vec_unary:
+        unary(m, desc_int[a[V_UNARY.desc]], desc_float[a[V_UNARY.desc]], a[V_UNARY.src_dtype], a[V_UNARY.dst_dtype])
+    elif op == OPCODE.vec_reduce:
+        reduce(m, desc_int[a[V_REDUCE.desc]], a[V_REDUCE.src_dtype], a[V_REDUCE.dst_dtype])
+    elif op == OPCODE.vec_layernorm:
+        layernorm(m, desc_int[a[V_LAYERNORM.desc]], desc_float[a[V_LAYERNORM.desc]], a[V_LAYERNORM.src_dtype],
+                  a[V_LAYERNORM.scale_dtype], a[V_LAYERNORM.bias_dtype], a[V_LAYERNORM.dst_dtype])
     elif op == OPCODE.vec_lookup:
         g = desc_int[a[V_LOOKUP.desc]]
         src, dst, table = g[LOOKUP.src], g[LOOKUP.dst], g[LOOKUP.table]   # 8-bit codes: byte = element
@@ -962,8 +1121,8 @@ def bounds_checked_execute():
             f = kernel.py_func
             copy = FunctionType(f.__code__, namespace, f.__name__, f.__defaults__, f.__closure__)
             copy.__qualname__ = f"{f.__qualname__}_boundscheck"
-            inline = kernel.targetoptions.get("inline", "never")
-            namespace[name] = njit(cache=True, boundscheck=True, inline=inline)(copy)
+            options = {key: value for key, value in kernel.targetoptions.items() if key in ("inline", "error_model")}
+            namespace[name] = njit(cache=True, boundscheck=True, **options)(copy)
     numba_cache.refresh(namespace)
     return namespace["execute"]
 

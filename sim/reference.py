@@ -6,7 +6,9 @@ written in its element type through compiler/numerics.py) and returns the output
 all_tensors, every region). Operands and descriptor fields are read by name (OPCODES, DESC,
 DESC_FLOAT), each address in the memory ADDRESS_MEMORY gives it.
 Float datapaths: values widen to fp32 on every read, GEMMs accumulate in fp32 one k at a time
-(bias first, no FMA), and each result is rounded once to its destination's type.
+(bias first, no FMA), and each result is rounded once to its destination's type; a transcendental
+function (exp, log, erf, tanh, pow, Gelu) is the C library's float64 one (Python's math module, element
+by element) rounded once to fp32, and sums (reductions, LayerNormalization) run in row order from +0.
 The integer datapath (docs/int8_datapath.md, from its definitions, not from the kernels' loops):
 8-bit codes move as bytes (im2col pads with the input zero point), the array adds (a - a_zp)
 (w - w_zp[n]) exactly into an int32 accumulator that wraps, store_tile requantises as the
@@ -25,9 +27,10 @@ from types import SimpleNamespace
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from compiler.numerics import STORAGE, decode, encode
+from compiler.numerics import STORAGE, decode, encode, round_to
 from compiler.program import (ACTIVATION_ID, ADDRESS_MEMORY, BINARY_OPS, CONV, DATATYPES, DESC, DESC_FLOAT,
-                              ELEMENT_BYTES, MAX_RANK, OPCODE_NAMES, OPCODES, REQUANT_ID, Program)
+                              ELEMENT_BYTES, MAX_RANK, OPCODE_NAMES, OPCODES, REDUCE_OPS, REQUANT_ID, UNARY_OPS,
+                              Program)
 from sim.errors import SimError
 from sim.run import check_datapath, memory_buffers, place_inputs, read_outputs
 
@@ -35,7 +38,7 @@ F32 = np.float32
 CODES = ("uint8", "int8")         # the 8-bit code types of quantised tensors
 QRANGE = {"uint8": (0, 255), "int8": (-128, 127)}
 # vector opcodes with no meaning on 8-bit codes (the front end keeps their tensors float)
-FLOAT_ONLY = ("vec_relu", "vec_affine", "vec_lrn")
+FLOAT_ONLY = ("vec_relu", "vec_affine", "vec_lrn", "vec_unary", "vec_reduce", "vec_layernorm")
 
 
 class Memory:
@@ -266,8 +269,10 @@ def _vector(op, m: Memory, d, f, o):
         a = m.read(d.a, shape, o.a_dtype, _group(d, "a_stride"))
         b = m.read(d.b, shape, o.b_dtype, _group(d, "b_stride"))
         fn = {BINARY_OPS["add"]: np.add, BINARY_OPS["sub"]: np.subtract, BINARY_OPS["mul"]: np.multiply,
-              BINARY_OPS["div"]: np.divide}[d.op]
-        m.write(d.dst, fn(a, b), o.dst_dtype)
+              BINARY_OPS["div"]: np.divide, BINARY_OPS["pow"]: _pow, BINARY_OPS["min"]: _min,
+              BINARY_OPS["max"]: _max}[d.op]
+        with np.errstate(all="ignore"):      # IEEE results (Inf, NaN) are the datapath's
+            m.write(d.dst, fn(a, b), o.dst_dtype)
     elif op == "vec_copy":      # codes move as bytes; int32 -> fp32 is a Cast (rounding half to even)
         m.write(d.dst, m.read(d.src, _group(d, "shape"), o.src_dtype, _group(d, "src_stride")),
                 _moved(o.src_dtype, o.dst_dtype), _group(d, "dst_stride"))
@@ -290,6 +295,8 @@ def _vector(op, m: Memory, d, f, o):
         e = np.array([math.exp(v) for v in shifted.ravel()], np.float64).reshape(x.shape).astype(F32)
         total = np.cumsum(e, axis=1, dtype=F32)[:, -1:]     # fp32, one term at a time
         m.write(d.dst, e / total, o.dst_dtype)
+    elif op in MATH_OPS:
+        MATH_OPS[op](m, d, f, o)
     else:
         raise ValueError(f"the reference executor does not define {op}")
 
@@ -321,6 +328,136 @@ def _pool(x, d, is_max):
         i, j = np.arange(oh)[:, None] * sh, np.arange(ow)[None, :] * sw
         count = (np.minimum(i + kh, pt + h + pb) - i) * (np.minimum(j + kw, pl + w + pr) - j)
     return (acc / count).astype(F32)
+
+
+# ---- float functions: vec_unary, vec_reduce, vec_layernorm, Pow/Min/Max (docs/ops.md) -----------------------
+# Transcendental functions are the C library's float64 ones (Python's math module, which the kernels' Numba math
+# calls too), evaluated per element and rounded once to fp32; arithmetic is fp32 NumPy, one rounding per operation.
+
+def _libm(fn, x) -> np.ndarray:
+    """fn (float -> float, in float64) of each element of x, rounded once to fp32."""
+    return np.array([fn(float(v)) for v in np.ravel(x)], np.float64).reshape(np.shape(x)).astype(F32)
+
+
+def _exp(v: float) -> float:
+    """exp, Inf past float64's range (the C function's result, where Python's math.exp raises)."""
+    return math.exp(v) if v < 709.0 else math.inf if v == v else v
+
+
+def _log(v: float) -> float:
+    """log: -Inf at 0, NaN below (C's results, where Python's math.log raises)."""
+    return math.log(v) if v > 0 else -math.inf if v == 0 else math.nan
+
+
+def _odd(y: float) -> bool:
+    return y == math.floor(y) and math.fmod(y, 2.0) != 0
+
+
+def _pow64(x: float, y: float) -> float:
+    """C99 pow: the C library's (through Python's math.pow), and its Inf or NaN where Python raises."""
+    try:
+        return math.pow(x, y)
+    except OverflowError:
+        return -math.inf if x < 0 and _odd(y) else math.inf
+    except ValueError:
+        if x == 0:                        # zero to a negative power
+            return math.copysign(math.inf, x) if _odd(y) else math.inf
+        return math.nan                   # a negative number to a non-integer power
+
+
+def _pow(a, b):
+    return np.array([_pow64(float(x), float(y)) for x, y in zip(np.ravel(a), np.ravel(b))],
+                    np.float64).reshape(np.shape(a)).astype(F32)
+
+
+def _min(a, b):
+    """Min: NaN if either is NaN, else the smaller (a on a tie, as onnxruntime)."""
+    with np.errstate(invalid="ignore"):      # a + b: the NaN where one is
+        return np.where(np.isnan(a) | np.isnan(b), a + b, np.where(b < a, b, a))
+
+
+def _max(a, b):
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isnan(a) | np.isnan(b), a + b, np.where(b > a, b, a))
+
+
+def _clamp01(t):
+    """t clamped to [0, 1] (NaN stays NaN)."""
+    return np.where(t < 0, F32(0), np.where(t > 1, F32(1), t))
+
+
+SQRT_HALF, SQRT_2_OVER_PI = math.sqrt(0.5), math.sqrt(2.0 / math.pi)
+# UNARY_OPS name -> its definition on fp32 values x (alpha, beta: hard_sigmoid's, or clip's min and max)
+UNARY = {
+    "erf": lambda x, a, b: _libm(math.erf, x),
+    "tanh": lambda x, a, b: _libm(math.tanh, x),
+    "sigmoid": lambda x, a, b: _libm(lambda v: 1.0 / (1.0 + _exp(-v)), x),
+    "exp": lambda x, a, b: _libm(_exp, x),
+    "log": lambda x, a, b: _libm(_log, x),
+    "sqrt": lambda x, a, b: np.sqrt(x),                     # fp32 sqrt: correctly rounded
+    "reciprocal": lambda x, a, b: F32(1) / x,
+    "neg": lambda x, a, b: -x,
+    "abs": lambda x, a, b: np.abs(x),
+    # Gelu: x/2 (1 + erf(x / sqrt 2)), as x/2 erfc(-x / sqrt 2); tanh form: x/2 (1 + tanh u) = x / (1 + exp(-2u)),
+    # u = sqrt(2 / pi) (x + 0.044715 x^3)
+    "gelu": lambda x, a, b: _libm(lambda v: 0.5 * v * math.erfc(-v * SQRT_HALF), x),
+    "gelu_tanh": lambda x, a, b: _libm(
+        lambda v: v / (1.0 + _exp(-2.0 * (SQRT_2_OVER_PI * (v + 0.044715 * v * v * v)))), x),
+    "hard_sigmoid": lambda x, a, b: _clamp01(x * a + b),
+    "hard_swish": lambda x, a, b: x * _clamp01(x * a + b),
+    "clip": lambda x, a, b: (lambda t: np.where(t > b, b, t))(np.where(x < a, a, x)),
+    "round_fp16": lambda x, a, b: round_to(x, "fp16"),
+    "round_bf16": lambda x, a, b: round_to(x, "bf16"),
+}
+UNARY_NAMES = {code: name for name, code in UNARY_OPS.items()}
+
+
+def _unary(m: Memory, d, f, o):
+    x = m.read(d.src, d.n, o.src_dtype)
+    if d.op not in UNARY_NAMES:
+        raise ValueError(f"vec_unary function {d.op} is none of UNARY_OPS ({UNARY_OPS})")
+    with np.errstate(all="ignore"):
+        m.write(d.dst, UNARY[UNARY_NAMES[d.op]](x, F32(f.alpha), F32(f.beta)), o.dst_dtype)
+
+
+def _row_sums(x):
+    """Each row's fp32 sum from +0, one element at a time in row order, as a column."""
+    zero = np.zeros((x.shape[0], 1), F32)
+    return np.cumsum(np.concatenate([zero, x], axis=1), axis=1, dtype=F32)[:, -1:]
+
+
+def _reduce(m: Memory, d, f, o):
+    """vec_reduce: per output (kept axes shape/stride, row-major) its rshape/rstride block in row-major order:
+    the fp32 sum from +0, the mean (that sum / F(count)) or the max (NaN if any element is NaN)."""
+    shape, rshape = _group(d, "shape"), _group(d, "rshape")
+    x = m.read(d.src, shape + rshape, o.src_dtype, _group(d, "stride") + _group(d, "rstride"))
+    rows = x.reshape(math.prod(shape), math.prod(rshape))
+    if d.op == REDUCE_OPS["max"]:
+        y = np.full(len(rows), -np.inf, F32)
+        for column in rows.T:                 # in order: on equal values the first stays (-0.0 before 0.0)
+            y = _max(y, column)
+    elif d.op in (REDUCE_OPS["sum"], REDUCE_OPS["mean"]):
+        y = _row_sums(rows)[:, 0]
+        y = y / F32(rows.shape[1]) if d.op == REDUCE_OPS["mean"] else y
+    else:
+        raise ValueError(f"vec_reduce op {d.op} is none of REDUCE_OPS ({REDUCE_OPS})")
+    m.write(d.dst, y, o.dst_dtype)
+
+
+def _layernorm(m: Memory, d, f, o):
+    """LayerNormalization over rows of n (the ONNX function's steps in fp32): mean = sum / F(n); var = sum of the
+    squared deviations / F(n), both sums from +0 in row order; y = (x - mean) / sqrt(var + epsilon) * scale (+ bias)."""
+    x, scale = m.read(d.src, (d.rows, d.n), o.src_dtype), m.read(d.scale, d.n, o.scale_dtype)
+    count = F32(d.n)
+    with np.errstate(all="ignore"):          # Inf and NaN rows give NaN, as in the kernel
+        deviation = x - _row_sums(x) / count
+        y = deviation / np.sqrt(_row_sums(deviation * deviation) / count + F32(f.epsilon)) * scale
+        if d.bias >= 0:
+            y = y + m.read(d.bias, d.n, o.bias_dtype)
+    m.write(d.dst, y, o.dst_dtype)
+
+
+MATH_OPS = {"vec_unary": _unary, "vec_reduce": _reduce, "vec_layernorm": _layernorm}
 
 
 # ---- the vector unit on 8-bit codes (docs/int8_datapath.md sections 3 and 9.3) ----------------------------

@@ -314,7 +314,8 @@ def _unsupported(node, name: str) -> CompileError:
         hint = " (it is evaluated only when all its inputs are compile-time constants)"
     return CompileError(f"node '{name}': op {node.op_type} is not supported{hint}; "
                         f"supported ops: {', '.join(sorted(OPS))}; {MS_DOMAIN} ops: "
-                        f"{', '.join(sorted(MS_OPS))}")
+                        f"{', '.join(sorted(MS_OPS))}; on compile-time constants only: "
+                        f"{', '.join(sorted(set(FOLDS) - set(OPS)))} (docs/ops.md)")
 
 
 def _output(name: str, consts: dict, types: dict, ir: Graph, where: str) -> str:

@@ -1,12 +1,14 @@
 """The ONNX op table: `OPS[op_type](ctx: NodeContext) -> Converted`, one function
 per ONNX op, named as in ONNX, reading ONNX attribute names with ONNX defaults
 normalised across opsets 7..21, and computing every output shape. This file holds
-the layer ops (conv, pooling, gemm, normalisation); onnx_ops_tensor.py the rest.
+the layer ops (conv, pooling, gemm, normalisation); onnx_ops_tensor.py the tensor and
+elementwise ops, onnx_ops_math.py the math, activation, reduction and LayerNormalization ops.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from compiler.frontend import onnx_ops_math as math_ops
 from compiler.frontend import onnx_ops_tensor as tensor_ops
 from compiler.frontend.onnx_context import Converted, NodeContext
 
@@ -265,5 +267,5 @@ OPS = {
     "Conv": Conv, "MaxPool": MaxPool, "AveragePool": AveragePool,
     "GlobalAveragePool": GlobalAveragePool, "GlobalMaxPool": GlobalMaxPool,
     "Gemm": Gemm, "MatMul": MatMul, "BatchNormalization": BatchNormalization, "LRN": LRN,
-    **tensor_ops.OPS,
+    **tensor_ops.OPS, **math_ops.OPS,
 }

@@ -40,15 +40,23 @@ def Dropout(ctx: NodeContext) -> Converted:
     return _unary(ctx, "identity")
 
 
+# Cast targets between float types: ONNX type -> the IR cast's `to` (values rounded to that type)
+FLOAT_CASTS = {TensorProto.FLOAT16: "fp16", TensorProto.BFLOAT16: "bf16"}
+
+
 def Cast(ctx: NodeContext) -> Converted:
     """Cast to FLOAT: identity on float32, `cast` (round half to even) on int32 (an integer
-    accumulator); every other cast of a run-time tensor is refused."""
+    accumulator); to FLOAT16 or BFLOAT16 of a float32 tensor: `cast` to fp16/bf16, the values rounded
+    to that type (the IR keeps them in float32). Every other cast of a run-time tensor is refused."""
     to = int(ctx.attr("to", 0))
     dtype = ctx.type(0).dtype
+    if to in FLOAT_CASTS and dtype == "fp32":
+        return _unary(ctx, "cast", to=FLOAT_CASTS[to])
     if to != TensorProto.FLOAT:
         target = TensorProto.DataType.Name(to) if to in TensorProto.DataType.values() else "unknown"
         raise ctx.error(f"attribute to={to} ({target}) on run-time {dtype} input '{ctx.inputs[0]}'; "
-                        f"allowed: to={TensorProto.FLOAT} (FLOAT) of a float32 or int32 tensor")
+                        f"allowed: to={TensorProto.FLOAT} (FLOAT) of a float32 or int32 tensor, "
+                        f"to={TensorProto.FLOAT16} (FLOAT16) or {TensorProto.BFLOAT16} (BFLOAT16) of a float32 one")
     return _unary(ctx, "cast" if dtype == "int32" else "identity")
 
 

@@ -10,9 +10,11 @@ from compiler.ir import Graph
 from compiler.passes.dead_code import dead_code
 from compiler.passes.fold_batchnorm import fold_batchnorm
 from compiler.passes.fuse_activation import fuse_activation
+from compiler.passes.fuse_layernorm import fuse_layernorm
 from compiler.passes.remove_identity import remove_identity
 
 PASSES = [
+    ("fuse_layernorm", fuse_layernorm),
     ("fold_batchnorm", fold_batchnorm),
     ("fuse_activation", fuse_activation),
     ("remove_identity", remove_identity),

@@ -19,6 +19,11 @@ Descriptor int fields per opcode:
   vec_lookup   src dst n table                (table: 256 entries of dst's type, indexed by code bits)
   vec_dynamic_quantize  src dst n scale zero_point   (DynamicQuantizeLinear: fp32 x -> uint8 codes, and
                the run-time fp32 scale and int32 zero point written at `scale`, `zero_point`)
+  vec_unary    src dst n op                   (op: UNARY_OPS) floats: alpha beta (hard_sigmoid's; clip's min max)
+  vec_reduce   src dst op shape[6] stride[6] rshape[6] rstride[6]   (kept axes, reduced axes: source strides)
+  vec_layernorm  src scale bias dst rows n    (bias -1: none) floats: epsilon
+vec_binary's op is add, sub, mul, div, pow, min or max (BINARY_OPS). The element-ops each float function
+is charged are UNARY_ELEMENT_OPS below (a transcendental costs several).
 
 On 8-bit codes (quantised tensors; docs/int8_datapath.md section 3) the kernels take
 onnxruntime's arithmetic from the operand types, with these extra fields:
@@ -34,7 +39,7 @@ import numpy as np
 
 from compiler.errors import CompileError
 from compiler.ir import is_global_pool
-from compiler.program import BINARY_OPS, DTYPE_CODE, ELEMENT_BYTES, MAX_RANK, OPCODES
+from compiler.program import BINARY_OPS, DTYPE_CODE, ELEMENT_BYTES, MAX_RANK, OPCODES, REDUCE_OPS, UNARY_OPS
 
 
 def _strides(shape) -> list:
@@ -102,7 +107,20 @@ def lower(graph, node, plan, builder, ready, layer: int, engine: str | None = No
         dims, a_str = _pad6(out_shape, _broadcast_strides(shape(node.inputs[0]), out_shape), where)
         _, b_str = _pad6(out_shape, _broadcast_strides(shape(node.inputs[1]), out_shape), where)
         emit("vec_binary", dict(a=srcs[0], b=srcs[1], dst=dst, op=BINARY_OPS[op], rank=len(out_shape), shape=dims,
-                                a_stride=a_str, b_stride=b_str), size(out))
+                                a_stride=a_str, b_stride=b_str), size(out) * _binary_ops(graph, node))
+    elif op in UNARY_LOWERING or op == "cast" and node.attrs.get("to") in ("fp16", "bf16"):
+        function, floats = UNARY_LOWERING[op](node, where) if op != "cast" else ("round_" + node.attrs["to"], {})
+        emit("vec_unary", dict(src=srcs[0], dst=dst, n=size(out), op=UNARY_OPS[function]),
+             size(out) * UNARY_ELEMENT_OPS[function], floats=floats)
+    elif op in REDUCTIONS:
+        emit("vec_reduce", _reduce_fields(shape(node.inputs[0]), node.attrs["axes"], op, srcs[0], dst, where),
+             size(node.inputs[0]) + (5 * size(out) if op == "reduce_mean" else 0))
+    elif op == "layer_norm":
+        rows = size(out) // size(node.inputs[1])
+        emit("vec_layernorm", dict(src=srcs[0], scale=srcs[1], bias=srcs[2] if len(srcs) > 2 else -1, dst=dst,
+                                   rows=rows, n=size(node.inputs[1])),
+             8 * size(out) + 12 * rows, floats=dict(epsilon=node.attrs["epsilon"]),
+             types=(codes[0], codes[1], codes[2] if len(srcs) > 2 else codes[0], codes[-1]))
     elif op == "affine":
         n, c = shape(out)[0], shape(out)[1]
         emit("vec_affine", dict(src=srcs[0], scale=srcs[1], shift=srcs[2], dst=dst, n=n, c=c,
@@ -136,6 +154,75 @@ def lower(graph, node, plan, builder, ready, layer: int, engine: str | None = No
         _lower_concat(graph, node, regions, dst_region, builder, ready, layer, deps, where, engine)
     else:
         raise CompileError(f"{where}: no vector-unit lowering for IR op '{op}'")
+
+
+# ---- element-ops of the float functions (the `work` every target's timing divides by its lanes) -----------------
+# An add, multiply, compare, min/max, negation or bit operation is 1 element-op; a special function (a reciprocal,
+# reciprocal square root, base-2 exponential or logarithm) is 4: the ratio of FP32 to special-function throughput,
+# 64 vs 16 results per clock per SM (CUDA C++ Programming Guide, "Arithmetic Instructions" throughput table,
+# compute capabilities 7.x, 8.0 and 9.0). exp x = exp2(x log2 e) and log x = log2(x) ln 2: 5 each; sqrt x =
+# x rsqrt(x): 5; sigmoid = 1 / (1 + exp(-x)): 10; tanh = 1 - 2 / (exp(2x) + 1): 13; erf by Abramowitz and Stegun
+# 7.1.26 (error 1.5e-7, fp32's): |x|, t = 1 / (1 + p|x|) (2 + 4), a degree-5 polynomial in t (9), x^2 (1), exp (5),
+# the product, 1 - it and the sign (3): 25.
+UNARY_ELEMENT_OPS = {
+    "neg": 1, "abs": 1, "round_fp16": 1, "round_bf16": 1, "clip": 2, "hard_sigmoid": 4, "hard_swish": 5,
+    "reciprocal": 4, "sqrt": 5, "exp": 5, "log": 5, "sigmoid": 10, "tanh": 13, "erf": 25,
+    "gelu": 29,        # x / sqrt 2, erf, + 1, x, / 2
+    "gelu_tanh": 21,   # x^3 (2), + x and x sqrt(2/pi) (3), tanh, + 1, x, / 2
+}
+REDUCTIONS = {"reduce_sum": "sum", "reduce_mean": "mean", "reduce_max": "max"}
+F32_MAX = float(np.finfo(np.float32).max)
+# A vec_reduce costs one add or max per input element, and a mean one divide per output (a reciprocal and a
+# multiply: 5). A vec_layernorm: per element the mean's add, the deviation's subtract, square and add, then
+# subtract, divide (a multiply by the row's 1 / std), scale and bias: 8; per row the two divisions by n, + epsilon,
+# sqrt and the reciprocal: 12. Its DRAM traffic reads x once (a row is held in the unit for its three passes).
+
+
+def _unary_function(function: str, floats=None):
+    def lower(node, where):
+        return function, (floats(node.attrs) if floats else {})
+    return lower
+
+
+def _gelu(node, where):
+    approximate = node.attrs.get("approximate", "none")
+    if approximate not in ("none", "tanh"):
+        raise CompileError(f"{where}: approximate={approximate!r}; allowed: none, tanh")
+    return ("gelu" if approximate == "none" else "gelu_tanh"), {}
+
+
+# IR op -> fn(node, where) -> (UNARY_OPS function, vec_unary float fields)
+UNARY_LOWERING = {
+    **{op: _unary_function(op) for op in ("erf", "tanh", "sigmoid", "exp", "log", "sqrt", "reciprocal", "neg", "abs")},
+    "gelu": _gelu,
+    "hard_sigmoid": _unary_function("hard_sigmoid", lambda a: dict(alpha=a.get("alpha", float(np.float32(0.2))),
+                                                                    beta=a.get("beta", 0.5))),
+    # x times hard_sigmoid with HardSwish-14's alpha = 1/6 (as float32) and beta = 1/2
+    "hard_swish": _unary_function("hard_swish", lambda a: dict(alpha=float(np.float32(1 / 6)), beta=0.5)),
+    "clip": _unary_function("clip", lambda a: dict(alpha=a.get("min", -F32_MAX), beta=a.get("max", F32_MAX))),
+}
+
+
+def _binary_ops(graph, node) -> int:
+    """Element-ops per output of a binary op: 1, but a Pow: x * x for a constant exponent 2 (1), sqrt for 0.5 (5),
+    else exp(y log x) (11)."""
+    if node.op != "pow":
+        return 1
+    exponent = graph.constants.get(node.inputs[1])
+    if exponent is not None and np.all(exponent == 2):
+        return 1
+    return 5 if exponent is not None and np.all(exponent == 0.5) else 11
+
+
+def _reduce_fields(in_shape, axes, op, src, dst, where) -> dict:
+    """vec_reduce's fields: the kept axes of the input (its element strides) and the reduced ones."""
+    strides = _strides(in_shape)
+    kept = [(d, s) for i, (d, s) in enumerate(zip(in_shape, strides)) if i not in axes]
+    reduced = [(in_shape[i], strides[i]) for i in axes]
+    shape, stride = _pad6([d for d, _ in kept], [s for _, s in kept], where)
+    rshape, rstride = _pad6([d for d, _ in reduced], [s for _, s in reduced], where)
+    return dict(src=src, dst=dst, op=REDUCE_OPS[REDUCTIONS[op]], shape=shape, stride=stride, rshape=rshape,
+                rstride=rstride)
 
 
 def _lower_concat(graph, node, regions, dst, builder, ready, layer, deps, where, engine):

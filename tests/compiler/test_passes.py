@@ -208,7 +208,7 @@ def test_optimize_reports_each_pass_in_order():
     seen = []
     optimize(conv_bn_relu(), after_pass=lambda name, graph: seen.append(name))
     assert seen == [name for name, _ in PASSES] == [
-        "fold_batchnorm", "fuse_activation", "remove_identity", "dead_code"]
+        "fuse_layernorm", "fold_batchnorm", "fuse_activation", "remove_identity", "dead_code"]
 
 
 @settings(max_examples=200, deadline=None)

@@ -77,3 +77,51 @@ def test_reference_refuses_an_unknown_opcode_and_an_address_past_a_memory():
     with pytest.raises(SimError, match=f"^row {row} load_weights: fp32\\[.*\\] at byte {program.dram_size} lies "
                                        f"outside the {program.dram_size}-byte memory"):
         reference.execute(bad, x)
+
+
+# ---- the float functions of transformers and MobileNets (vec_unary, vec_reduce, vec_layernorm, Pow/Min/Max) ----
+
+def _one_op(op, attrs, shape, initializers, opset, second=False):
+    names = ["x", *(["x2"] if second else []), *initializers]
+    inputs = [helper.make_tensor_value_info(n, 1, list(shape)) for n in names[:1 + second]]
+    graph = helper.make_graph([helper.make_node(op, names, ["y"], **attrs)], "op", inputs,
+                              [helper.make_tensor_value_info("y", 1, None)],
+                              [numpy_helper.from_array(np.asarray(v), n) for n, v in initializers.items()])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+
+
+FLOAT_FUNCTION_CASES = [
+    *[(op, {}, {}) for op in ("Erf", "Tanh", "Sigmoid", "Exp", "Log", "Sqrt", "Reciprocal", "Neg", "Abs", "HardSwish")],
+    ("Gelu", {}, {}), ("Gelu", {"approximate": "tanh"}, {}), ("HardSigmoid", {"alpha": 0.3, "beta": 0.4}, {}),
+    ("Clip", {}, {"lo": np.float32(-0.5), "hi": np.float32(6)}),
+    ("Pow", {}, {"e": np.float32(2)}), ("Pow", {}, {"e": np.float32(-1.5)}), ("Pow", {}, {}), ("Min", {}, {}),
+    ("Max", {}, {}), ("ReduceSum", {"keepdims": 0}, {"axes": np.array([0, 2], np.int64)}),
+    ("ReduceMean", {"keepdims": 1}, {"axes": np.array([-1], np.int64)}),
+    ("ReduceMax", {"keepdims": 1}, {"axes": np.array([1], np.int64)}),
+    ("LayerNormalization", {"axis": -1, "epsilon": 1e-3}, {"s": np.linspace(-2, 2, 5).astype(np.float32),
+                                                           "b": np.linspace(1, -1, 5).astype(np.float32)}),
+    ("LayerNormalization", {"axis": 1}, {"s": np.linspace(-2, 2, 20).astype(np.float32).reshape(4, 5)}),
+    ("Cast", {"to": 10}, {}), ("Cast", {"to": 16}, {}),
+]
+SPECIAL_VALUES = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-40, -3e38, 88.0, -100.0, 0.5], np.float32)
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16", "fp16"])
+@pytest.mark.parametrize("op, attrs, inits", FLOAT_FUNCTION_CASES, ids=lambda v: str(v) if isinstance(v, str) else "")
+def test_float_functions_bit_identical_to_reference(op, attrs, inits, dtype):
+    """vec_unary, vec_reduce, vec_layernorm and vec_binary's pow/min/max: the kernels give the reference's bits in
+    every element type, on magnitudes from 1e-3 to 30 and the special values (NaN, infinities, zeros, a
+    subnormal, overflow) in one of the rows a reduction or LayerNormalization sees."""
+    shape = (3, 4, 5)
+    opset = 17 if op == "LayerNormalization" else 20 if op in ("Gelu", "HardSwish") else 18
+    model = _one_op(op, attrs, shape, inits, opset, second=op in ("Min", "Max") or (op == "Pow" and not inits))
+    rng = np.random.default_rng(len(op))
+    magnitudes = np.array([1e-3, 1.0, 30.0]).reshape(3, 1, 1)
+    feeds = {n: (rng.standard_normal(shape) * magnitudes).astype(np.float32) for n in ("x", "x2")}
+    feeds["x"][0, :2] = SPECIAL_VALUES.reshape(2, 5)
+    program = dse.compile(model, {"array": {"rows": 4, "cols": 4},
+                                  "datatypes": {"input": dtype, "weight": dtype, "output": dtype}})
+    feeds = {n: v for n, v in feeds.items() if n in program.inputs}
+    got, want = dse.api.simulate(program, feeds).outputs["y"], reference.execute(program, feeds)["y"]
+    assert np.array_equal(got, want, equal_nan=True)
+    assert np.array_equal(np.signbit(got) & ~np.isnan(got), np.signbit(want) & ~np.isnan(want))

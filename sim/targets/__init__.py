@@ -15,10 +15,25 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+import numpy as np
+
 from compiler import targets
+from compiler.program import OPCODE_ID, OPERAND
 
 
 def of(name: str) -> ModuleType:
     """The sim module of target `name`."""
     sim = targets.get(name).sim
     return importlib.import_module(sim) if isinstance(sim, str) else sim
+
+
+def gemm_tile_requant_ops(program) -> np.ndarray:
+    """Outputs each instruction requantises, for a target whose quantised GEMMs are gemm_tile rows:
+    a quantised layer's tile outputs (its epilogue), every group's; 0 elsewhere."""
+    ins, gemm = program.instructions, OPERAND["gemm_tile"]
+    out = np.zeros(len(ins), np.int64)
+    for i in np.flatnonzero(ins.opcode == OPCODE_ID["gemm_tile"]):
+        mapping = program.layers[ins.layer[i]].mapping
+        if mapping.extras.get("datapath"):
+            out[i] = mapping.dims["g"] * ins.operands[i, gemm.tm] * ins.operands[i, gemm.tn]
+    return out

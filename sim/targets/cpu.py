@@ -36,6 +36,7 @@ import numpy as np
 from compiler.program import DATATYPES, ELEMENT_BYTES, OPCODE_ID, OPERAND, Program
 from compiler.targets.cpu import cost
 from sim.energy import PJ, UM2_PER_MM2, UnitCosts, mac_pj, sram_area_mm2, sram_pj_per_byte, technology
+from sim.targets import gemm_tile_requant_ops
 
 COMPONENTS = ("fma_units", "simd_alus", "requantizer")   # where MAC, vector and requantiser energy go
 LEVELS = cost.LEVELS
@@ -135,13 +136,7 @@ def level_bytes(program: Program) -> dict:
 
 def requant_ops(program: Program) -> np.ndarray:
     """Outputs each tile requantises: a quantised GEMM tile's outputs, every group's."""
-    ins = program.instructions
-    out = np.zeros(len(ins), np.int64)
-    for i in np.flatnonzero(ins.opcode == OPCODE_ID["gemm_tile"]):
-        mapping = program.layers[ins.layer[i]].mapping
-        if mapping.extras.get("datapath"):
-            out[i] = mapping.dims["g"] * ins.operands[i, GEMM_TILE.tm] * ins.operands[i, GEMM_TILE.tn]
-    return out
+    return gemm_tile_requant_ops(program)
 
 
 def unit_costs(spec) -> UnitCosts:

@@ -33,6 +33,7 @@ from compiler.program import CONV, DATATYPES, ELEMENT_BYTES, OPCODE_ID, OPERAND,
 from compiler.targets.simt import cost
 from compiler.targets.simt.lower import DEPTHWISE_CHANNELS, input_bytes
 from sim.energy import PJ, UM2_PER_MM2, UnitCosts, mac_pj, pe_area_um2, sram_area_mm2, sram_pj_per_byte, technology
+from sim.targets import gemm_tile_requant_ops
 
 COMPONENTS = ("tensor_cores", "simt_lanes", "requantizer")   # where MAC, vector and requantiser energy go
 LEVELS = ("dram", "l2", "shared_memory")
@@ -108,13 +109,7 @@ def level_bytes(program: Program) -> dict:
 
 def requant_ops(program: Program) -> np.ndarray:
     """Outputs each kernel requantises: a quantised GEMM's outputs (its epilogue), every group's."""
-    ins = program.instructions
-    out = np.zeros(len(ins), np.int64)
-    for i in np.flatnonzero(ins.opcode == OPCODE_ID["gemm_tile"]):
-        mapping = program.layers[ins.layer[i]].mapping
-        if mapping.extras.get("datapath"):
-            out[i] = mapping.dims["g"] * ins.operands[i, GEMM_TILE.tm] * ins.operands[i, GEMM_TILE.tn]
-    return out
+    return gemm_tile_requant_ops(program)
 
 
 def unit_costs(spec) -> UnitCosts:
